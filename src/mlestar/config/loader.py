@@ -1,0 +1,151 @@
+"""Load, validate and hash ``mle_star_config.yaml``.
+
+:func:`load_config` is the only way a config enters mlestar. It reads YAML
+(syntax errors name the line), translates sample-project files, validates
+against :class:`MlestarConfig`, and turns every pydantic error into one line
+that names the key's full path, with "did you mean" for unknown keys.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mlestar.config.catalog import suggest
+from mlestar.config.legacy import is_legacy, translate_legacy
+from mlestar.config.schema import MlestarConfig
+from mlestar.errors import ConfigError
+from mlestar.utils.io import sha256_json
+
+DEFAULT_CONFIG_NAME = "mle_star_config.yaml"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config with where it came from and what was translated.
+
+    Attributes:
+        config: the validated model.
+        path: the file it came from, or ``None`` for the embedded default.
+        warnings: keys translated or ignored (sample-project configs).
+    """
+
+    config: MlestarConfig
+    path: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the validated config (not of the file's formatting)."""
+        return config_hash(self.config)
+
+
+def config_hash(config: MlestarConfig) -> str:
+    """Hash the parsed config, so comments and key order do not matter."""
+    return sha256_json(config.model_dump(mode="json"))
+
+
+def section_hash(config: MlestarConfig, sections: tuple[str, ...]) -> str:
+    """Hash only the named top-level sections: a stage's config fingerprint."""
+    dumped = config.model_dump(mode="json")
+    return sha256_json({name: dumped[name] for name in sections})
+
+
+def default_config() -> LoadedConfig:
+    """The embedded default: scikit-learn's digits, all seven stages, minutes on a laptop."""
+    return LoadedConfig(config=build_config({"project": {"name": "digits-default"}}))
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Read and validate a config file.
+
+    Raises:
+        ConfigError: missing or unreadable file, bad YAML (with the line),
+            or any schema violation (with the key path).
+    """
+    path = Path(path)
+    raw = _read_yaml(path)
+    warnings: list[str] = []
+    if is_legacy(raw):
+        raw, warnings = translate_legacy(raw)
+    config = build_config(raw, source=str(path))
+    return LoadedConfig(config=config, path=path, warnings=warnings)
+
+
+def build_config(raw: dict[str, Any], *, source: str = "config") -> MlestarConfig:
+    """Validate a plain dict; errors become one :class:`ConfigError` listing every problem."""
+    try:
+        return MlestarConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(error) for error in exc.errors()]
+        raise ConfigError(
+            f"{source} is not a valid mlestar config:\n  - " + "\n  - ".join(lines),
+            hint="run `mlestar init` for a commented example of every key",
+        ) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping or raise a :class:`ConfigError` that says why not."""
+    if not path.exists():
+        raise ConfigError(f"config file {path} does not exist", hint="run `mlestar init` to write one")
+    if path.is_dir():
+        raise ConfigError(f"config path {path} is a folder, not a file",
+                          hint=f"point at {path / DEFAULT_CONFIG_NAME}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections, not a {type(raw).__name__}")
+    return raw
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One line for one pydantic error: the dotted key path, the problem, a suggestion."""
+    loc = tuple(error["loc"])
+    path = ".".join(str(part) for part in loc) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(MlestarConfig, loc[:-1])
+        return f"{path}: unknown key{suggest(str(loc[-1]), known)}"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{path}: {message}"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the section found by walking ``loc`` down from ``model``."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return []
+        current = _model_in(info.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """Find the BaseModel inside ``X``, ``X | None``, ``list[X]`` or ``dict[str, X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,133 @@
+"""The in-memory dataset: uint8 image arrays plus integer labels, split three ways.
+
+Images are kept as ``uint8`` arrays of shape ``(N, H, W, C)``: compact (all of
+CIFAR-10 is 180 MB) and exactly what a JPEG or PNG decodes to. Conversion to
+normalized float tensors happens once, on the training device, in
+:mod:`mlestar.training`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mlestar.utils.io import sha256_bytes
+
+
+@dataclass(frozen=True)
+class ImageSplit:
+    """One split: ``images`` is ``(N, H, W, C)`` uint8, ``labels`` is ``(N,)`` int64.
+
+    ``paths`` names the source file of each image where there is one (empty
+    for array-backed sources such as digits).
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    paths: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(f"images must be (N, H, W, C) uint8, got {self.images.shape} {self.images.dtype}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> ImageSplit:
+        """Return the images at ``index`` (paths follow when present)."""
+        paths = tuple(self.paths[i] for i in index) if self.paths else ()
+        return ImageSplit(self.images[index], self.labels[index].astype(np.int64), paths)
+
+    def class_counts(self, num_classes: int) -> np.ndarray:
+        """Images per class, length ``num_classes``."""
+        return np.bincount(self.labels, minlength=num_classes)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Exactly how raw images become model input; saved in every bundle.
+
+    ``mean`` and ``std`` are per channel on the 0..1 scale (pixel / 255).
+    """
+
+    image_size: int
+    channels: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, object]:
+        return {"image_size": self.image_size, "channels": self.channels,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, object]) -> Preprocessing:
+        return cls(int(raw["image_size"]), int(raw["channels"]),  # type: ignore[arg-type]
+                   tuple(raw["mean"]), tuple(raw["std"]))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ImageDataset:
+    """Train, validation and test splits with class names and provenance.
+
+    Attributes:
+        name: source name ("digits", "cifar10", a folder name).
+        class_names: label index -> class name.
+        fingerprint: sha256 over the source's content; part of every cache key.
+        notes: what the loader did that a user should know (splits made, conversions).
+    """
+
+    name: str
+    train: ImageSplit
+    val: ImageSplit
+    test: ImageSplit
+    class_names: tuple[str, ...]
+    fingerprint: str
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """``(H, W, C)`` of every image."""
+        return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
+
+    def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images on the 0..1 scale."""
+        pixels = self.train.images.reshape(-1, self.train.images.shape[-1]).astype(np.float64) / 255.0
+        std = np.maximum(pixels.std(axis=0), 1e-3)  # a constant channel must not divide by zero
+        return tuple(float(m) for m in pixels.mean(axis=0)), tuple(float(s) for s in std)
+
+    def preprocessing(self) -> Preprocessing:
+        """The normalization a model trained on this dataset expects."""
+        mean, std = self.channel_stats()
+        height, _, channels = self.image_shape
+        return Preprocessing(image_size=height, channels=channels, mean=mean, std=std)
+
+
+def fingerprint_arrays(*arrays: np.ndarray) -> str:
+    """sha256 over the raw bytes and shapes of ``arrays``."""
+    parts = b"".join(str(a.shape).encode() + np.ascontiguousarray(a).tobytes() for a in arrays)
+    return sha256_bytes(parts)
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into ``(keep, held_out)`` with ``fraction`` of each class held out.
+
+    Every class with at least two images keeps one and holds out at least one,
+    so no class vanishes from either side. Deterministic for a given seed.
+    """
+    rng = np.random.default_rng(seed)
+    keep: list[np.ndarray] = []
+    held: list[np.ndarray] = []
+    for cls in np.unique(labels):
+        index = rng.permutation(np.flatnonzero(labels == cls))
+        n_held = int(round(len(index) * fraction))
+        n_held = min(max(n_held, 1), len(index) - 1) if len(index) >= 2 else 0
+        held.append(index[:n_held])
+        keep.append(index[n_held:])
+    return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))

@@ -1,0 +1,69 @@
+"""One exception root for everything mlestar raises on purpose.
+
+Every error names the object at fault and, where one exists, the fix
+(``hint``). The CLI turns any :class:`MlestarError` into a one-paragraph
+message and exit code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class MlestarError(Exception):
+    """Root of all deliberate mlestar errors.
+
+    Args:
+        message: what is wrong, naming the object (file, key, stage, run).
+        hint: how to fix it, or ``None`` when there is nothing to suggest.
+    """
+
+    exit_code: int = 2
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class ConfigError(MlestarError):
+    """The config file is missing, unreadable, malformed or invalid."""
+
+
+class DataError(MlestarError):
+    """A data source cannot be read or does not hold what it should."""
+
+
+class StageError(MlestarError):
+    """A stage cannot run: a missing input, an unknown stage name."""
+
+
+class GateError(MlestarError):
+    """A quality gate is defined wrongly (not a gate that failed: that is a result)."""
+
+
+class TrackingError(MlestarError):
+    """The artifact store, lineage database or a run folder is inconsistent."""
+
+
+class AuditError(TrackingError):
+    """The audit trail is broken: an edited, removed or reordered record."""
+
+
+class RunNotFoundError(TrackingError):
+    """A run id names no folder under the runs directory."""
+
+
+class TrainingError(MlestarError):
+    """Training cannot start or continue (bad checkpoint, diverged loss)."""
+
+
+class ExportError(MlestarError):
+    """A model cannot be exported, or its export disagrees with the original."""
+
+
+class BundleError(MlestarError):
+    """An inference bundle is incomplete or its checksums do not match."""
