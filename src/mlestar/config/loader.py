@@ -126,18 +126,26 @@ def _describe(error: dict[str, Any]) -> str:
 
 
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """Field names of the section found by walking ``loc`` down from ``model``."""
+    """Field names of the section found by walking ``loc`` down from ``model``.
+
+    List indices and mapping keys (``search_space.<name>``) are stepped over.
+    """
     current: Any = model
+    skip_key = False
     for part in loc:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if skip_key or isinstance(part, int):
+            skip_key = False
             continue
-        info = current.model_fields.get(str(part))
+        info = current.model_fields.get(str(part)) if _is_model(current) else None
         if info is None:
             return []
+        skip_key = typing.get_origin(info.annotation) is dict
         current = _model_in(info.annotation)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return list(current.model_fields)
-    return []
+    return list(current.model_fields) if _is_model(current) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
 
 
 def _model_in(annotation: Any) -> Any:

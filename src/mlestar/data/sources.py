@@ -8,6 +8,8 @@ source has none, and that is recorded in ``ImageDataset.notes``.
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -16,19 +18,33 @@ from mlestar.config.catalog import suggest
 from mlestar.config.schema import DataConfig
 from mlestar.data.dataset import ImageDataset, ImageSplit, fingerprint_arrays, stratified_split
 from mlestar.errors import DataError
+from mlestar.utils.io import sha256_file
 
 SourceFn = Callable[[DataConfig, int], ImageDataset]
+FingerprintFn = Callable[[DataConfig], str]
 _SOURCES: dict[str, SourceFn] = {}
+_FINGERPRINTS: dict[str, FingerprintFn] = {}
 
 
-def register_source(name: str) -> Callable[[SourceFn], SourceFn]:
-    """Decorator: make ``fn(data_config, seed) -> ImageDataset`` available as ``name``."""
+def register_source(name: str, *, fingerprint: FingerprintFn) -> Callable[[SourceFn], SourceFn]:
+    """Decorator: make ``fn(data_config, seed) -> ImageDataset`` available as ``name``.
+
+    ``fingerprint(data_config)`` must be cheap (no decoding): the runner calls
+    it on every run to decide whether stage 1 can be skipped.
+    """
 
     def wrap(fn: SourceFn) -> SourceFn:
         _SOURCES[name] = fn
+        _FINGERPRINTS[name] = fingerprint
         return fn
 
     return wrap
+
+
+def data_fingerprint(config: DataConfig) -> str:
+    """Cheap fingerprint of the configured source's content."""
+    create_source(config.source)
+    return _FINGERPRINTS[config.source](config)
 
 
 def list_sources() -> list[str]:
@@ -69,7 +85,15 @@ def split_train_val_test(
     return pool.subset(rest[train_idx]), pool.subset(rest[val_idx]), pool.subset(test), notes
 
 
-@register_source("digits")
+def _digits_fingerprint(config: DataConfig) -> str:
+    """Hash scikit-learn's bundled digits file without importing scikit-learn (fast re-runs)."""
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("scikit-learn is not installed; the digits source needs it", hint="pip install scikit-learn")
+    return sha256_file(Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz")
+
+
+@register_source("digits", fingerprint=_digits_fingerprint)
 def load_digits(config: DataConfig, seed: int) -> ImageDataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes); no network needed.
 

@@ -1,0 +1,1 @@
+"""Thin Typer commands over library functions; one file per command."""

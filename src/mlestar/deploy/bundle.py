@@ -1,0 +1,400 @@
+"""The inference bundle: one folder that holds everything needed to serve a model.
+
+Layout::
+
+    model.ts            TorchScript (when exported)
+    model.onnx          ONNX (when exported)
+    labels.json         class index -> name
+    preprocessing.json  Preprocessing.to_dict(): size, channels, mean, std
+    metadata.json       run id, model name, version, metrics, created, formats
+    model_card.md       human-readable summary
+    manifest.json       relative path -> {sha256, size}; written last
+
+The manifest is written last and removed first when a bundle is rewritten,
+so a folder without one is an unfinished bundle. :func:`load_bundle` checks
+every checksum before it trusts any file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any, Callable
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from mlestar.config.catalog import METRICS, suggest
+from mlestar.data.dataset import Preprocessing
+from mlestar.deploy.export import EXPORT_FILES, Runner, load_onnx_runner, load_torchscript_runner
+from mlestar.errors import BundleError, ExportError
+from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, sha256_file
+
+MANIFEST = "manifest.json"
+LABELS = "labels.json"
+PREPROCESSING = "preprocessing.json"
+METADATA = "metadata.json"
+MODEL_CARD = "model_card.md"
+
+_REQUIRED_FILES = (LABELS, PREPROCESSING, METADATA)
+_REQUIRED_METADATA = ("run_id", "model_name", "version")
+_REEXPORT_HINT = "re-export with `mlestar run --from deployment`"
+_RUNNERS: dict[str, Callable[[Path], Runner]] = {
+    "torchscript": load_torchscript_runner,
+    "onnx": load_onnx_runner,
+}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_bundle(out_dir: Path, *, model_files: dict[str, Path], class_names: list[str],
+                 preprocessing: Preprocessing, metadata: dict[str, Any], model_card: str) -> Path:
+    """Write a complete bundle into ``out_dir`` and return ``out_dir``.
+
+    Args:
+        model_files: export format ("torchscript", "onnx") -> exported file;
+            each is copied in under its :data:`EXPORT_FILES` name.
+        metadata: must hold ``run_id``, ``model_name`` and ``version``;
+            ``metrics`` defaults to ``{}``, ``created`` to now (UTC),
+            ``formats`` to the keys of ``model_files``.
+
+    Raises:
+        BundleError: on no or unknown model formats, a missing model file,
+            no class names, or metadata without a required key.
+    """
+    out_dir = Path(out_dir)
+    _check_write_inputs(model_files, class_names, metadata)
+    # Until the new manifest exists the folder must not pass for a finished bundle.
+    (out_dir / MANIFEST).unlink(missing_ok=True)
+    names = _copy_model_files(out_dir, model_files)
+    atomic_write_json(out_dir / LABELS, list(class_names))
+    atomic_write_json(out_dir / PREPROCESSING, preprocessing.to_dict())
+    atomic_write_json(out_dir / METADATA, _complete_metadata(metadata, model_files))
+    atomic_write_text(out_dir / MODEL_CARD, model_card)
+    atomic_write_json(out_dir / MANIFEST, _manifest(out_dir, [*names, *_REQUIRED_FILES, MODEL_CARD]))
+    return out_dir
+
+
+def _check_write_inputs(model_files: dict[str, Path], class_names: list[str], metadata: dict[str, Any]) -> None:
+    if not model_files:
+        raise BundleError("a bundle needs at least one model file, got none",
+                          hint=f"pass model_files={{format: path}} with a format from {list(EXPORT_FILES)}")
+    for fmt, path in model_files.items():
+        if fmt not in EXPORT_FILES:
+            raise BundleError(f"unknown model format {fmt!r} in model_files{suggest(fmt, list(EXPORT_FILES))}",
+                              hint=f"model_files keys are export formats: {', '.join(EXPORT_FILES)}")
+        if not Path(path).is_file():
+            raise BundleError(f"{fmt} model file {path} does not exist", hint="run the export first")
+    if not class_names:
+        raise BundleError("a bundle needs class names, got an empty list", hint="pass the dataset's class_names")
+    missing = [key for key in _REQUIRED_METADATA if key not in metadata]
+    if missing:
+        raise BundleError(f"bundle metadata lacks {', '.join(missing)}",
+                          hint=f"metadata must hold {', '.join(_REQUIRED_METADATA)}")
+
+
+def _copy_model_files(out_dir: Path, model_files: dict[str, Path]) -> list[str]:
+    """Copy each model in under its bundle name; delete models of formats not written now."""
+    for fmt, name in EXPORT_FILES.items():
+        if fmt not in model_files:
+            (out_dir / name).unlink(missing_ok=True)  # a stale model from an earlier bundle
+    for fmt, path in model_files.items():
+        atomic_write_bytes(out_dir / EXPORT_FILES[fmt], Path(path).read_bytes())
+    return [EXPORT_FILES[fmt] for fmt in model_files]
+
+
+def _complete_metadata(metadata: dict[str, Any], model_files: dict[str, Path]) -> dict[str, Any]:
+    defaults = {
+        "metrics": {},
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "formats": sorted(model_files),
+    }
+    return {**defaults, **metadata}
+
+
+def _manifest(bundle_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
+    return {name: {"sha256": sha256_file(bundle_dir / name), "size": (bundle_dir / name).stat().st_size}
+            for name in sorted(names)}
+
+
+# --------------------------------------------------------------------------- model card
+
+
+def render_model_card(*, project: str, run_id: str, model_name: str, dataset: str, metrics: dict[str, float],
+                      targets: dict[str, float], preprocessing: Preprocessing, environment: dict[str, Any],
+                      limits: list[str]) -> str:
+    """Render the bundle's ``model_card.md``.
+
+    Sections: intended use, data and preprocessing, metrics against targets
+    (a target is met per the metric's direction in the metric catalog),
+    known limits, training environment and the run id that reproduces it.
+    """
+    sections = [
+        f"# {project}: {model_name}\n\nProduced by mlestar run `{run_id}`.",
+        _card_intended_use(preprocessing),
+        _card_data(dataset, preprocessing),
+        "## Metrics\n\n" + _metrics_table(metrics, targets),
+        "## Limits\n\n" + ("\n".join(f"- {item}" for item in limits) if limits else "None recorded."),
+        "## Training environment\n\n" + _key_value_table(environment),
+        f"## Reproduce\n\nRun id: `{run_id}`. Re-export this bundle from the run with "
+        "`mlestar run --from deployment`.",
+    ]
+    return "\n\n".join(sections) + "\n"
+
+
+def _card_intended_use(prep: Preprocessing) -> str:
+    kind = "grayscale" if prep.channels == 1 else "colour"
+    return ("## Intended use\n\n"
+            f"Classifies one {kind} image into one of the classes in `labels.json`. Send PNG or JPEG "
+            f"images; they are converted and resized to {prep.image_size}x{prep.image_size}. "
+            "It is not meant for images unlike the training data described below.")
+
+
+def _card_data(dataset: str, prep: Preprocessing) -> str:
+    mean = ", ".join(f"{v:.4f}" for v in prep.mean)
+    std = ", ".join(f"{v:.4f}" for v in prep.std)
+    return ("## Data\n\n"
+            f"Trained and evaluated on `{dataset}`.\n\n"
+            f"Preprocessing: {'grayscale' if prep.channels == 1 else 'RGB'}, bilinear resize to "
+            f"{prep.image_size}x{prep.image_size}, pixels / 255, then (x - mean) / std with "
+            f"mean ({mean}) and std ({std}).")
+
+
+def _metrics_table(metrics: dict[str, float], targets: dict[str, float]) -> str:
+    rows = ["| metric | value | target | met |", "| --- | --- | --- | --- |"]
+    for name in sorted(set(metrics) | set(targets)):
+        value, target = metrics.get(name), targets.get(name)
+        shown_value = _format_metric(name, value) if value is not None else "not measured"
+        shown_target = _format_metric(name, target) if target is not None else "-"
+        rows.append(f"| {_cell(name)} | {shown_value} | {shown_target} | {_target_met(name, value, target)} |")
+    return "\n".join(rows) if len(rows) > 2 else "No metrics recorded."
+
+
+def _target_met(name: str, value: float | None, target: float | None) -> str:
+    if target is None:
+        return "-"
+    if value is None:
+        return "no"
+    spec = METRICS.get(name)
+    if spec is None:
+        return "?"  # direction unknown: do not guess
+    met = value >= target if spec.higher_is_better else value <= target
+    return "yes" if met else "no"
+
+
+def _format_metric(name: str, value: float) -> str:
+    """Show a value in the unit people read it in (ms, MB, plain counts)."""
+    unit = METRICS[name].unit if name in METRICS else "number"
+    if unit == "seconds":
+        return f"{value * 1000:.2f} ms"
+    if unit == "bytes":
+        return f"{value / 2**20:.2f} MiB"
+    if unit == "count":
+        return f"{value:,.0f}"
+    return f"{value:.4f}" if unit == "fraction" else f"{value:.4g}"
+
+
+def _key_value_table(values: dict[str, Any]) -> str:
+    if not values:
+        return "Not recorded."
+    rows = ["| key | value |", "| --- | --- |"]
+    rows += [f"| {_cell(key)} | {_cell(values[key])} |" for key in sorted(values)]
+    return "\n".join(rows)
+
+
+def _cell(value: Any) -> str:
+    """Text safe inside a Markdown table cell."""
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+# --------------------------------------------------------------------------- verifying
+
+
+def verify_bundle(bundle_dir: Path) -> dict[str, dict[str, Any]]:
+    """Recompute every checksum in the manifest; return the manifest.
+
+    Files in the folder but not in the manifest are ignored (and never loaded).
+
+    Raises:
+        BundleError: naming the first file (in sorted order) that is missing,
+            has another size or checksum, or when the manifest itself is
+            missing, malformed, or lacks a required file.
+    """
+    bundle_dir = Path(bundle_dir)
+    manifest = _read_manifest(bundle_dir)
+    for name in sorted(manifest):
+        _verify_entry(bundle_dir, name, manifest[name])
+    return manifest
+
+
+def _read_manifest(bundle_dir: Path) -> dict[str, dict[str, Any]]:
+    path = bundle_dir / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"bundle {bundle_dir} has no {MANIFEST}: it is not a bundle or was not finished",
+                          hint=_REEXPORT_HINT)
+    try:
+        manifest = read_json(path)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}", hint=_REEXPORT_HINT) from exc
+    if not isinstance(manifest, dict) or not all(isinstance(v, dict) for v in manifest.values()):
+        raise BundleError(f"{path} is not a mapping of file -> {{sha256, size}}", hint=_REEXPORT_HINT)
+    missing = [name for name in _REQUIRED_FILES if name not in manifest]
+    if missing or not any(name in manifest for name in EXPORT_FILES.values()):
+        raise BundleError(f"{path} lists no {', '.join(missing) or 'model file'}", hint=_REEXPORT_HINT)
+    return manifest
+
+
+def _verify_entry(bundle_dir: Path, name: str, entry: dict[str, Any]) -> None:
+    relative = PurePosixPath(name)
+    # An edited manifest must not send the checker (or the loader) outside the bundle.
+    if relative.is_absolute() or ".." in relative.parts:
+        raise BundleError(f"bundle {bundle_dir} manifest names {name!r}, outside the bundle", hint=_REEXPORT_HINT)
+    path = bundle_dir / relative
+    if not path.is_file():
+        raise BundleError(f"bundle file {path} is missing", hint=_REEXPORT_HINT)
+    if path.stat().st_size != entry.get("size") or sha256_file(path) != entry.get("sha256"):
+        raise BundleError(f"bundle file {path} does not match its checksum in {MANIFEST} "
+                          "(edited or corrupted after the bundle was written)", hint=_REEXPORT_HINT)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
+    """Turn one PIL image into a normalized float32 ``(C, H, W)`` array.
+
+    Any mode is accepted: RGBA, palette and grayscale images are converted to
+    ``"L"`` (one channel) or ``"RGB"``; alpha is dropped, not blended. EXIF
+    orientation is applied first so phone photos are upright.
+    """
+    image = ImageOps.exif_transpose(image)
+    image = image.convert("L" if preprocessing.channels == 1 else "RGB")
+    size = preprocessing.image_size
+    image = image.resize((size, size), Image.Resampling.BILINEAR)
+    pixels = np.asarray(image, dtype=np.float32).reshape(size, size, preprocessing.channels) / 255.0
+    mean = np.asarray(preprocessing.mean, dtype=np.float32)
+    std = np.asarray(preprocessing.std, dtype=np.float32)
+    return ((pixels - mean) / std).transpose(2, 0, 1)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)  # no overflow for large logits
+    exp = np.exp(shifted.astype(np.float64))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedBundle:
+    """A verified bundle, ready to predict.
+
+    Attributes:
+        path: the bundle folder.
+        runtime: "torchscript" or "onnx": which model file ``runner`` runs.
+        class_names: label index -> name.
+        preprocessing: how PIL images become model input.
+        metadata: ``metadata.json`` (run_id, model_name, version, metrics, ...).
+        runner: float32 ``(N, C, H, W)`` -> ``(N, num_classes)`` logits.
+        manifest: the verified manifest.
+    """
+
+    path: Path
+    runtime: str
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    metadata: dict[str, Any]
+    runner: Runner
+    manifest: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.metadata["model_name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.metadata["version"])
+
+    def predict(self, images: list[Image.Image], top_k: int = 5) -> list[dict[str, Any]]:
+        """Classify ``images``; one dict per image, in order.
+
+        Each dict holds ``label``, ``index``, ``confidence`` (its probability),
+        ``probabilities`` (class name -> probability, summing to 1) and
+        ``top_k`` (up to ``top_k`` ``{label, index, probability}``, best first).
+        """
+        if not images:
+            return []
+        batch = np.stack([preprocess_image(image, self.preprocessing) for image in images])
+        probabilities = _softmax(np.asarray(self.runner(batch)))
+        return [self._describe(row, top_k) for row in probabilities]
+
+    def _describe(self, row: np.ndarray, top_k: int) -> dict[str, Any]:
+        order = np.argsort(-row, kind="stable")
+        best = int(order[0])
+        ranked = [{"label": self.class_names[i], "index": int(i), "probability": float(row[i])}
+                  for i in order[:top_k]]
+        return {
+            "label": self.class_names[best],
+            "index": best,
+            "confidence": float(row[best]),
+            "probabilities": {name: float(p) for name, p in zip(self.class_names, row)},
+            "top_k": ranked,
+        }
+
+
+def load_bundle(bundle_dir: Path, runtime: str = "torchscript") -> LoadedBundle:
+    """Verify a bundle's checksums, then load it for ``runtime``.
+
+    One blank image is run through the model on load, so a model whose output
+    width does not match ``labels.json`` is refused here, not at the first request.
+
+    Raises:
+        BundleError: on any checksum mismatch, an unknown runtime or one the
+            bundle has no model for, unloadable files, or a label count that
+            does not match the model.
+    """
+    bundle_dir = Path(bundle_dir)
+    manifest = verify_bundle(bundle_dir)
+    model_file = _model_file_for(bundle_dir, runtime, manifest)
+    class_names = tuple(str(name) for name in read_json(bundle_dir / LABELS))
+    preprocessing = _read_preprocessing(bundle_dir)
+    try:
+        runner = _RUNNERS[runtime](model_file)
+    except ExportError as exc:
+        raise BundleError(exc.message, hint=_REEXPORT_HINT) from exc
+    bundle = LoadedBundle(bundle_dir, runtime, class_names, preprocessing, read_json(bundle_dir / METADATA),
+                          runner, manifest)
+    _check_output_width(bundle)
+    return bundle
+
+
+def _model_file_for(bundle_dir: Path, runtime: str, manifest: dict[str, Any]) -> Path:
+    if runtime not in EXPORT_FILES:
+        raise BundleError(f"unknown runtime {runtime!r}{suggest(runtime, list(EXPORT_FILES))}",
+                          hint=f"runtime is one of: {', '.join(EXPORT_FILES)}")
+    if EXPORT_FILES[runtime] not in manifest:
+        available = [fmt for fmt, name in EXPORT_FILES.items() if name in manifest]
+        raise BundleError(f"bundle {bundle_dir} has no {runtime} model ({EXPORT_FILES[runtime]})",
+                          hint=f"load it with runtime={available[0]!r}, or add {runtime!r} to deployment.formats")
+    return bundle_dir / EXPORT_FILES[runtime]
+
+
+def _read_preprocessing(bundle_dir: Path) -> Preprocessing:
+    try:
+        prep = Preprocessing.from_dict(read_json(bundle_dir / PREPROCESSING))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BundleError(f"{bundle_dir / PREPROCESSING} is malformed: {exc}", hint=_REEXPORT_HINT) from exc
+    if prep.channels not in (1, 3) or len(prep.mean) != prep.channels or len(prep.std) != prep.channels:
+        raise BundleError(f"{bundle_dir / PREPROCESSING} describes {prep.channels} channels with "
+                          f"{len(prep.mean)} means and {len(prep.std)} stds; need 1 or 3 of each",
+                          hint=_REEXPORT_HINT)
+    return prep
+
+
+def _check_output_width(bundle: LoadedBundle) -> None:
+    prep = bundle.preprocessing
+    blank = np.zeros((1, prep.channels, prep.image_size, prep.image_size), dtype=np.float32)
+    width = np.asarray(bundle.runner(blank)).shape[-1]
+    if width != len(bundle.class_names):
+        raise BundleError(f"bundle {bundle.path}: the model has {width} outputs but {LABELS} names "
+                          f"{len(bundle.class_names)} classes", hint=_REEXPORT_HINT)

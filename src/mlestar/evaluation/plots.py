@@ -1,0 +1,296 @@
+"""Report figures, each written as one PNG.
+
+Every function renders a matplotlib figure into memory, closes it, and writes
+the bytes with :func:`mlestar.utils.io.atomic_write_bytes`, so a killed run
+never leaves a half-written image and no figure outlives its call. Class
+names are drawn as plain matplotlib text with math parsing off: a class named
+``<script>`` or ``$x$`` shows exactly those characters, and a name can never
+become markup in the HTML report that embeds the image.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: servers and CI have no display
+
+import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
+import numpy as np  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mlestar.utils.io import atomic_write_bytes  # noqa: E402
+
+_DPI = 100
+_ANNOTATE_MAX_CLASSES = 20  # beyond this, cell numbers overlap and become unreadable
+_TICK_LABEL_MAX_CLASSES = 60  # beyond this, tick labels are a solid smear
+_MAX_FIG_INCHES = 24.0  # keeps a 1000-class plot to a few MB
+_PLAIN = {"parse_math": False}  # text properties: show "$" literally, never mathtext
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` to PNG bytes, close it, and write them atomically."""
+    try:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+def _side(num_items: int, per_item: float, minimum: float) -> float:
+    """Figure side in inches growing with ``num_items``, capped at ``_MAX_FIG_INCHES``."""
+    return float(min(max(minimum, per_item * num_items + 2.0), _MAX_FIG_INCHES))
+
+
+def _short(name: str, limit: int = 18) -> str:
+    """``name`` cut to ``limit`` characters with an ellipsis, for cramped titles."""
+    name = str(name)
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _class_ticks(ax: Axes, class_names: list[str], *, axis: str) -> None:
+    """Label ``axis`` ("x" or "y") with class names, or hide them if there are too many."""
+    set_ticks = ax.set_xticks if axis == "x" else ax.set_yticks
+    if len(class_names) > _TICK_LABEL_MAX_CLASSES:
+        set_ticks([])
+        return
+    rotation = 90 if axis == "x" else 0  # vertical x labels never collide, whatever their length
+    set_ticks(np.arange(len(class_names)), labels=[str(n) for n in class_names], rotation=rotation, **_PLAIN)
+
+
+# --- confusion matrix ------------------------------------------------------
+
+
+def plot_confusion_matrix(cm: np.ndarray, class_names: list[str], path: Path, normalize: bool = False) -> Path:
+    """Heatmap of a confusion matrix (rows = true class, columns = predicted).
+
+    With ``normalize`` each row is divided by its total, so a cell reads as
+    "fraction of this true class predicted as that one" (an all-zero row stays
+    zero). Cell values (counts, or fractions when normalized) are written in
+    the cells when there are at most 20 classes. Returns ``path``.
+    """
+    values = _normalized(cm) if normalize else np.asarray(cm, dtype=np.float64)
+    side = _side(len(class_names), 0.5, 4.0)
+    fig, ax = plt.subplots(figsize=(side + 1.0, side))
+    image = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=1.0 if normalize else max(values.max(), 1.0))
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    _class_ticks(ax, class_names, axis="x")
+    _class_ticks(ax, class_names, axis="y")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix" + (" (row-normalized)" if normalize else " (counts)"))
+    if len(class_names) <= _ANNOTATE_MAX_CLASSES:
+        _annotate_cells(ax, values, normalize)
+    return _save(fig, path)
+
+
+def _normalized(cm: np.ndarray) -> np.ndarray:
+    """Rows divided by their sums; an empty row (class absent) stays all zero."""
+    cm = np.asarray(cm, dtype=np.float64)
+    totals = cm.sum(axis=1, keepdims=True)
+    return cm / np.maximum(totals, 1.0)
+
+
+def _annotate_cells(ax: Axes, values: np.ndarray, normalize: bool) -> None:
+    """Write each cell's value, white on dark cells so it stays legible."""
+    threshold = values.max() / 2.0 if values.size else 0.0
+    for (row, col), value in np.ndenumerate(values):
+        text = f"{value:.2f}" if normalize else f"{int(round(value))}"
+        ax.text(col, row, text, ha="center", va="center", fontsize=8,
+                color="white" if value > threshold else "black")
+
+
+# --- class distribution ----------------------------------------------------
+
+
+def plot_class_distribution(counts_by_split: dict[str, np.ndarray], class_names: list[str], path: Path) -> Path:
+    """Grouped bar chart: for each class, one bar per split (``{"train": counts, ...}``).
+
+    Each counts array has one entry per class, in label order. Returns ``path``.
+    """
+    splits = list(counts_by_split)
+    width = 0.8 / max(len(splits), 1)  # the group of bars fills 80% of a class slot
+    fig, ax = plt.subplots(figsize=(_side(len(class_names), 0.35, 6.0), 4.0))
+    x = np.arange(len(class_names))
+    for i, split in enumerate(splits):
+        counts = np.asarray(counts_by_split[split])
+        ax.bar(x + (i - (len(splits) - 1) / 2) * width, counts, width, label=split)
+    _class_ticks(ax, class_names, axis="x")
+    ax.set_ylabel("images")
+    ax.set_title("images per class")
+    if splits:
+        legend = ax.legend()
+        for text in legend.get_texts():
+            text.set_parse_math(False)
+    return _save(fig, path)
+
+
+# --- sample grid -----------------------------------------------------------
+
+
+def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path,
+                     per_class: int = 8, seed: int = 0, *, max_classes: int = 32) -> Path:
+    """A grid of example images: one row per class, up to ``per_class`` per row.
+
+    ``images`` is ``(N, H, W, C)`` uint8 with ``C`` of 1 (drawn in gray), 3
+    or 4. Images are picked at random with ``seed`` (same seed, same grid)
+    and drawn with nearest-neighbour scaling so 8x8 digits stay crisp pixels
+    rather than blurs. A class with no images gets an empty labelled row.
+    Only the first ``max_classes`` classes (label order) get a row: a
+    thousand-class grid would take minutes to draw and be unreadable.
+    Returns ``path``.
+    """
+    images = _check_images(images)
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    shown = list(class_names)[:max_classes]
+    rows, cols = max(len(shown), 1), max(per_class, 1)
+    fig, axes = plt.subplots(rows, cols, figsize=(min(cols * 1.0 + 1.5, _MAX_FIG_INCHES),
+                                                  min(rows * 1.0, _MAX_FIG_INCHES)), squeeze=False)
+    for cls, name in enumerate(shown):
+        index = np.flatnonzero(labels == cls)
+        chosen = rng.choice(index, size=min(per_class, len(index)), replace=False) if len(index) else index
+        for col, ax in enumerate(axes[cls]):
+            _show_image(ax, images[chosen[col]] if col < len(chosen) else None)
+        axes[cls][0].set_ylabel(_short(name), rotation=0, ha="right", va="center", fontsize=9, **_PLAIN)
+    return _save(fig, path)
+
+
+def _check_images(images: np.ndarray) -> np.ndarray:
+    """Return ``images`` if it is ``(N, H, W, C)`` with ``C`` in 1, 3, 4; else raise ValueError."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"images must be (N, H, W, C) with C in 1, 3, 4; got {images.shape}")
+    return images
+
+
+def _show_image(ax: Axes, image: np.ndarray | None) -> None:
+    """Draw one HWC image (or nothing) on ``ax`` with no ticks or frame."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if image is None:
+        return
+    if image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    else:
+        ax.imshow(image, interpolation="nearest")
+
+
+# --- training curves -------------------------------------------------------
+
+
+def plot_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
+    """Loss and accuracy per epoch (train and val), plus learning rate when logged.
+
+    Each entry may hold ``epoch``, ``train_loss``, ``val_loss``,
+    ``train_accuracy``, ``val_accuracy`` and ``lr``; missing or ``None``
+    values are skipped (a run without validation still plots). Two panels,
+    or three when any entry has ``lr``. Returns ``path``.
+
+    Raises:
+        ValueError: ``history`` is empty.
+    """
+    if not history:
+        raise ValueError("no training history to plot")
+    has_lr = any(entry.get("lr") is not None for entry in history)
+    fig, axes = plt.subplots(1, 3 if has_lr else 2, figsize=(15.0 if has_lr else 10.0, 4.0), squeeze=False)
+    _plot_series(axes[0][0], history, ["train_loss", "val_loss"], "loss")
+    _plot_series(axes[0][1], history, ["train_accuracy", "val_accuracy"], "accuracy")
+    if has_lr:
+        _plot_series(axes[0][2], history, ["lr"], "learning rate")
+    return _save(fig, path)
+
+
+def _plot_series(ax: Axes, history: list[dict[str, Any]], keys: list[str], title: str) -> None:
+    """One line per key against ``epoch`` (or the entry's position when absent)."""
+    for key in keys:
+        points = [(entry.get("epoch", i), entry[key]) for i, entry in enumerate(history)
+                  if entry.get(key) is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o" if len(points) < 30 else None, markersize=3, label=key)
+    ax.set_xlabel("epoch")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend()
+
+
+# --- calibration -----------------------------------------------------------
+
+
+def plot_reliability_diagram(bin_data: dict[str, Any], path: Path) -> Path:
+    """Reliability diagram from :func:`~mlestar.evaluation.metrics.expected_calibration_error` bin data.
+
+    Top panel: accuracy per confidence bin against the diagonal of perfect
+    calibration, with the gap to each bin's mean confidence shaded. Bottom
+    panel: how many samples fall in each bin. Returns ``path``.
+    """
+    edges = np.asarray(bin_data["edges"], dtype=np.float64)
+    centers, widths = (edges[:-1] + edges[1:]) / 2.0, np.diff(edges)
+    accuracy = _none_to_nan(bin_data["accuracy"])
+    confidence = _none_to_nan(bin_data["confidence"])
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(5.0, 6.0), sharex=True,
+                                      gridspec_kw={"height_ratios": [3, 1]})
+    filled = ~np.isnan(accuracy)
+    top.bar(centers[filled], accuracy[filled], widths[filled], edgecolor="black", label="accuracy")
+    top.bar(centers[filled], (confidence - accuracy)[filled], widths[filled], bottom=accuracy[filled],
+            color="red", alpha=0.3, label="gap to confidence")
+    top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    top.set(ylim=(0, 1), ylabel="accuracy")
+    ece = bin_data.get("ece")
+    top.set_title("reliability diagram" + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    top.legend(loc="upper left")
+    bottom.bar(centers, bin_data["counts"], widths, color="gray", edgecolor="black")
+    bottom.set(xlim=(0, 1), xlabel="confidence", ylabel="samples")
+    return _save(fig, path)
+
+
+def _none_to_nan(values: list[float | None]) -> np.ndarray:
+    """Per-bin means with empty bins (``None``) as NaN."""
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+# --- misclassified examples ------------------------------------------------
+
+
+def plot_misclassified(images: np.ndarray, true: np.ndarray, pred: np.ndarray, confidence: np.ndarray,
+                       class_names: list[str], path: Path, max_images: int = 32) -> Path:
+    """Grid of wrong predictions, most confident mistake first.
+
+    Each tile is titled ``true→pred (conf)``. At most ``max_images`` tiles,
+    8 per row; with no mistakes the figure says so. ``images`` is
+    ``(N, H, W, C)`` uint8 aligned with ``true``, ``pred`` and ``confidence``
+    (the predicted class's probability). Returns ``path``.
+    """
+    images = _check_images(images)
+    true, pred, confidence = np.asarray(true), np.asarray(pred), np.asarray(confidence, dtype=np.float64)
+    wrong = np.flatnonzero(true != pred)
+    wrong = wrong[np.argsort(-confidence[wrong], kind="stable")][:max_images]
+    if len(wrong) == 0:
+        return _save(_message_figure("no misclassified images"), path)
+    cols = min(8, len(wrong))
+    rows = -(-len(wrong) // cols)  # ceiling division
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.8, rows * 2.0), squeeze=False)
+    for ax, index in zip(axes.flat, list(wrong) + [None] * (rows * cols - len(wrong))):
+        _show_image(ax, images[index] if index is not None else None)
+        if index is not None:
+            title = f"{_short(class_names[true[index]], 10)}→{_short(class_names[pred[index]], 10)}" \
+                    f" ({confidence[index]:.2f})"
+            ax.set_title(title, fontsize=7, **_PLAIN)
+    return _save(fig, path)
+
+
+def _message_figure(message: str) -> Figure:
+    """A small figure holding one centred line of text."""
+    fig, ax = plt.subplots(figsize=(4.0, 1.0))
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", **_PLAIN)
+    return fig

@@ -1,0 +1,52 @@
+"""Helpers several stages share: the dataset record, tensors, Markdown tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlestar.data.dataset import ImageDataset, ImageSplit, Preprocessing
+from mlestar.errors import StageError
+from mlestar.utils.io import sha256_bytes
+from mlestar.workflow.stage import StageContext
+
+DATASET_REF = "situation_analysis/dataset.json"
+
+
+def split_hash(split: ImageSplit) -> str:
+    """Content hash of one split: images and labels in order."""
+    return sha256_bytes(split.images.tobytes() + split.labels.astype(np.int64).tobytes())
+
+
+def dataset_record(dataset: ImageDataset) -> dict[str, Any]:
+    """What later stages need to know, and verify, about the data they train on."""
+    return {
+        "name": dataset.name, "fingerprint": dataset.fingerprint, "class_names": list(dataset.class_names),
+        "image_shape": list(dataset.image_shape), "preprocessing": dataset.preprocessing().to_dict(),
+        "splits": {name: {"size": len(split), "hash": split_hash(split)}
+                   for name, split in (("train", dataset.train), ("val", dataset.val), ("test", dataset.test))},
+        "notes": list(dataset.notes),
+    }
+
+
+def checked_dataset(ctx: StageContext) -> tuple[ImageDataset, Preprocessing]:
+    """The run's dataset, verified against stage 1's record so no stage trains on other data."""
+    record = ctx.read_json(DATASET_REF)
+    dataset = ctx.dataset()
+    for name in ("train", "val", "test"):
+        if split_hash(getattr(dataset, name)) != record["splits"][name]["hash"]:
+            raise StageError(f"the {name} split differs from the one stage 1 analysed",
+                             hint="the data changed under the run; start a new run")
+    return dataset, Preprocessing.from_dict(record["preprocessing"])
+
+
+def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; cells are escaped of pipes."""
+    def cell(value: Any) -> str:
+        text = f"{value:.4g}" if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)

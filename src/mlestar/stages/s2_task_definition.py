@@ -1,0 +1,108 @@
+"""Stage 2, task definition: metrics, targets, constraints and gates, checked for feasibility.
+
+The feasibility check measures this machine: a few training steps of the
+reference model on the dataset's image shape give images per second, hence
+the time of one epoch, which is compared with the training-time budget.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from mlestar.config.catalog import METRICS
+from mlestar.config.schema import MlestarConfig
+from mlestar.config.units import format_quantity
+from mlestar.stages.common import DATASET_REF
+from mlestar.utils.io import atomic_write_json
+from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
+
+REFERENCE_MODEL = "small_cnn"  # stage 3 scales its estimate by the planned model's FLOPs relative to this
+PROBE_BATCH = 64
+PROBE_MIN_STEPS = 8  # oneDNN and the allocator warm up over the first steps; only the later half is timed
+PROBE_MIN_SECONDS = 1.0
+
+
+def probe_throughput(image_shape: list[int], num_classes: int, config: MlestarConfig) -> dict[str, Any]:
+    """Time a few training steps of the reference model; returns images/s and the set-up used."""
+    import torch
+
+    from mlestar.evaluation.efficiency import count_flops
+    from mlestar.models import create_model
+    from mlestar.training.precision import autocast_dtype, choose_device, choose_precision
+
+    if config.training.num_threads:
+        torch.set_num_threads(config.training.num_threads)
+    device = choose_device(config.training.device)
+    precision, _ = choose_precision(config.training.precision, device)
+    height, _, channels = image_shape
+    model = create_model(REFERENCE_MODEL, num_classes=num_classes, in_channels=channels, image_size=height).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    x = torch.randn(PROBE_BATCH, channels, height, height, device=device)
+    y = torch.randint(0, num_classes, (PROBE_BATCH,), device=device)
+    dtype = autocast_dtype(precision)
+    timings: list[float] = []
+    began = time.perf_counter()
+    while len(timings) < PROBE_MIN_STEPS or time.perf_counter() - began < PROBE_MIN_SECONDS:
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append(time.perf_counter() - start)
+    steady = sorted(timings[len(timings) // 2:])
+    step = steady[len(steady) // 2]
+    return {"images_per_second": PROBE_BATCH / step, "device": device.type, "precision": precision,
+            "reference_model": REFERENCE_MODEL, "threads": torch.get_num_threads(),
+            "reference_flops": count_flops(model.cpu(), (channels, height, height))}
+
+
+def describe_gates(config: MlestarConfig) -> list[dict[str, Any]]:
+    """Each gate with its unit, producing stage and a human-readable threshold."""
+    return [{"name": g.name, "metric": g.metric, "op": g.op, "threshold": g.threshold, "stage": g.stage,
+             "unit": METRICS[g.metric].unit, "readable": f"{g.metric} {g.op} "
+             f"{format_quantity(float(g.threshold), METRICS[g.metric].unit)}",
+             "on_fail": g.on_fail.model_dump()} for g in config.gates]
+
+
+@register_stage
+class TaskDefinition(Stage):
+    """Stage 2: the task specification and its feasibility on this machine."""
+
+    name = "task_definition"
+    title = "Task definition"
+    config_paths = ("task", "constraints", "gates", "remedies", "training.device", "training.precision",
+                    "training.num_threads")
+    inputs = (DATASET_REF,)
+    outputs = ("task_spec.json",)
+    code_modules = ("mlestar.stages.common", "mlestar.config.catalog")
+
+    def run(self, ctx: StageContext) -> StageResult:
+        record = ctx.read_json(DATASET_REF)
+        config = ctx.config
+        probe = probe_throughput(record["image_shape"], len(record["class_names"]), config)
+        epoch_time = record["splits"]["train"]["size"] / probe["images_per_second"]
+        feasibility = self._feasibility(config, epoch_time)
+        spec = {"task": config.task.model_dump(mode="json"),
+                "constraints": config.constraints.model_dump(mode="json"),
+                "gates": describe_gates(config), "remedies": list(config.remedies),
+                "probe": probe, "estimated_epoch_time_s": epoch_time, "feasibility": feasibility}
+        atomic_write_json(ctx.out_dir / "task_spec.json", spec)
+        ctx.decide("feasibility", feasibility["verdict"], feasibility["reason"], probe=probe)
+        return StageResult(metrics={"estimated_epoch_time": epoch_time},
+                           summary=f"primary metric {config.task.primary_metric}, {len(config.gates)} gate(s); "
+                                   f"reference epoch {epoch_time:.2f}s on {probe['device']} "
+                                   f"({probe['precision']}); {feasibility['verdict']}")
+
+    @staticmethod
+    def _feasibility(config: MlestarConfig, epoch_time: float) -> dict[str, Any]:
+        budget = config.constraints.max_training_time
+        if budget is None:
+            return {"verdict": "feasible", "reason": "no training-time limit set", "max_epochs": None}
+        max_epochs = int(budget // max(epoch_time, 1e-9))
+        verdict = "feasible" if max_epochs >= 1 else "infeasible"
+        return {"verdict": verdict, "max_epochs": max_epochs,
+                "reason": f"budget {budget:.0f}s / {epoch_time:.2f}s per reference epoch = {max_epochs} epochs"}

@@ -1,0 +1,75 @@
+"""Stage 4, implementation: train the planned model with checkpoints, resume and TensorBoard.
+
+Writes ``model.pt`` (best-validation weights plus architecture and
+preprocessing), ``checkpoints/last.pt`` (every epoch; what ``--resume``
+continues from), ``history.json``, ``metrics.json``, ``training_curves.png``
+and ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlestar.stages.common import DATASET_REF, checked_dataset
+from mlestar.utils.io import atomic_write_json
+from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
+
+PLAN_REF = "action_planning/plan.json"
+
+
+@register_stage
+class Implementation(Stage):
+    """Stage 4: the training run."""
+
+    name = "implementation"
+    title = "Implementation (training)"
+    config_paths = ("data", "seed", "deterministic", "constraints.max_training_time")
+    inputs = (DATASET_REF, PLAN_REF)
+    outputs = ("model.pt", "history.json", "metrics.json", "training_curves.png", "checkpoints/last.pt")
+    code_modules = ("mlestar.training", "mlestar.models", "mlestar.stages.common")
+
+    def run(self, ctx: StageContext) -> StageResult:
+        import torch
+
+        from mlestar.evaluation.plots import plot_training_curves
+        from mlestar.training import fit, save_model_file, split_to_tensors
+        from mlestar.training.plan import architecture, build_model, spec_from_plan
+
+        plan = ctx.read_json(PLAN_REF)["training"]
+        dataset, prep = checked_dataset(ctx)
+        configure_torch(plan, ctx.config.deterministic)
+        device = torch.device(plan["device"])
+        model = build_model(plan).to(device)
+        spec = spec_from_plan(plan, max_seconds=ctx.config.constraints.max_training_time)
+        result = fit(model, split_to_tensors(dataset.train, prep, device), split_to_tensors(dataset.val, prep, device),
+                     spec, out_dir=ctx.out_dir, resume=ctx.resume, report=ctx.report)
+        if result.resumed_from:
+            ctx.audit.append("training_resumed", stage=self.name, from_epoch=result.resumed_from)
+        if result.stopped_early:
+            ctx.decide("stop_early", result.stopped_early, "constraints.max_training_time")
+        save_model_file(ctx.out_dir / "model.pt", result.model.cpu(), architecture=architecture(plan),
+                        preprocessing=prep.to_dict(), class_names=list(dataset.class_names))
+        best = result.history[result.best_epoch - 1]
+        metrics = {"val_accuracy": best["val_accuracy"], "train_accuracy": best["train_accuracy"],
+                   "val_loss": best["val_loss"], "training_time": result.training_time,
+                   "epochs_completed": float(len(result.history))}
+        atomic_write_json(ctx.out_dir / "history.json", result.history)
+        atomic_write_json(ctx.out_dir / "metrics.json", {**metrics, "best_epoch": result.best_epoch,
+                                                         "resumed_from_epoch": result.resumed_from,
+                                                         "stopped_early": result.stopped_early})
+        plot_training_curves(result.history, ctx.out_dir / "training_curves.png")
+        return StageResult(metrics=metrics,
+                           summary=f"val accuracy {best['val_accuracy']:.2%} at epoch {result.best_epoch}/"
+                                   f"{len(result.history)} in {result.training_time:.1f}s")
+
+
+def configure_torch(plan: dict[str, Any], deterministic: bool) -> None:
+    """Threads and determinism flags before any model is built."""
+    import torch
+
+    if plan.get("num_threads"):
+        torch.set_num_threads(int(plan["num_threads"]))
+    if deterministic:
+        # warn_only: some kernels have no deterministic version; they warn instead of failing the run.
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False

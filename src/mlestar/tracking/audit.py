@@ -1,0 +1,129 @@
+"""An append-only, hash-chained decision log (``audit.jsonl``).
+
+Each line is one JSON record carrying ``seq``, ``prev`` (the previous
+record's hash) and ``hash`` (sha256 of the record without ``hash``). Editing
+a line breaks its own hash; removing or reordering lines breaks ``seq`` and
+the ``prev`` links; dropping lines from the end is caught by comparing with
+the head (count and last hash) that the runner keeps in ``run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlestar.errors import AuditError
+from mlestar.utils.io import sha256_json
+
+GENESIS = "0" * 64
+
+
+def _record_hash(record: dict[str, Any]) -> str:
+    return sha256_json({k: v for k, v in record.items() if k != "hash"})
+
+
+class AuditTrail:
+    """Appends records to one run's ``audit.jsonl``; safe to reopen after a crash.
+
+    A crash can leave a final line without its newline. Reopening cuts that
+    partial line and appends an ``audit_repaired`` record saying so, so the
+    chain stays verifiable and the repair itself is on the record.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        cut = self._cut_partial_tail()
+        records = read_records(self.path)
+        self.count = len(records)
+        self.head = records[-1]["hash"] if records else GENESIS
+        if cut:
+            self.append("audit_repaired", removed_bytes=cut, why="partial last line from an interrupted write")
+
+    def _cut_partial_tail(self) -> int:
+        """Drop bytes after the last newline; return how many were dropped."""
+        if not self.path.exists():
+            return 0
+        data = self.path.read_bytes()
+        keep = data.rfind(b"\n") + 1
+        if keep == len(data):
+            return 0
+        with open(self.path, "r+b") as fh:
+            fh.truncate(keep)
+        return len(data) - keep
+
+    def append(self, event: str, *, stage: str | None = None, **data: Any) -> dict[str, Any]:
+        """Append one record and fsync it; returns the record written."""
+        record: dict[str, Any] = {"seq": self.count, "time": round(time.time(), 3), "event": event,
+                                  "stage": stage, "data": data, "prev": self.head}
+        record["hash"] = _record_hash(record)
+        line = json.dumps(record, sort_keys=True, default=str) + "\n"
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.count += 1
+        self.head = record["hash"]
+        return record
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Parse every line of an audit file; an unparsable line is an :class:`AuditError`."""
+    if not Path(path).exists():
+        return []
+    records = []
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise AuditError(f"{path}: line {number} is not valid JSON (edited or corrupted)") from None
+    return records
+
+
+@dataclass
+class AuditVerification:
+    """Outcome of :func:`verify_audit`: ``ok`` plus one line per problem found."""
+
+    records: int
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify_audit(path: Path, *, expected_count: int | None = None, expected_head: str | None = None
+                 ) -> AuditVerification:
+    """Check every hash and link; compare with the head stored in ``run.json`` when given."""
+    try:
+        records = read_records(path)
+    except AuditError as exc:
+        return AuditVerification(0, [exc.message])
+    result = AuditVerification(len(records))
+    prev = GENESIS
+    for index, record in enumerate(records):
+        result.problems.extend(_check_record(index, record, prev))
+        prev = record.get("hash", "")
+    if expected_count is not None and expected_count != len(records):
+        result.problems.append(f"run.json expects {expected_count} records, the file has {len(records)}")
+    elif expected_head is not None and records and expected_head != prev:
+        result.problems.append("the last record is not the one run.json recorded (records replaced)")
+    return result
+
+
+def _check_record(index: int, record: dict[str, Any], prev: str) -> list[str]:
+    """Problems with one record at line ``index + 1``, given the previous hash."""
+    problems = []
+    line = index + 1
+    if record.get("seq") != index:
+        problems.append(f"line {line}: sequence number {record.get('seq')} where {index} was expected "
+                        "(a record was removed or lines reordered)")
+    if record.get("prev") != prev:
+        problems.append(f"line {line}: does not follow the record before it (chain broken)")
+    if record.get("hash") != _record_hash(record):
+        problems.append(f"line {line}: content does not match its hash (record edited)")
+    return problems

@@ -1,0 +1,80 @@
+"""Capture what a run ran on, so it can be reproduced and compared.
+
+Python and package versions, CPU model and features (AMX, bf16), GPU name,
+thread count, the git commit of the working directory when there is one.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+_PACKAGES = ("mlestar", "torch", "torchvision", "numpy", "scikit-learn", "optuna", "onnx", "onnxruntime",
+             "fastapi", "pydantic", "pillow")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed version of each package mlestar's results depend on (None when absent)."""
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, core count and the instruction-set flags that decide precision."""
+    flags: set[str] = set()
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                model = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    interesting = sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx2")))
+    return {"model": model, "cores": os.cpu_count(), "flags": interesting}
+
+
+def gpu_info() -> dict[str, Any] | None:
+    """Name and memory of the first CUDA device, or None without one."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    return {"name": props.name, "memory_bytes": props.total_memory, "count": torch.cuda.device_count()}
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """HEAD commit of the git repository at ``path`` (cwd by default), or None."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or Path.cwd(), capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def capture_environment() -> dict[str, Any]:
+    """Everything above in one JSON-ready mapping."""
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "cpu": cpu_info(),
+        "gpu": gpu_info(),
+        "git_commit": git_commit(),
+        "argv": sys.argv,
+    }

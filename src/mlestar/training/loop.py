@@ -1,0 +1,251 @@
+"""The fit loop: whole dataset as tensors on the device, checkpoints every epoch, exact resume.
+
+A checkpoint holds model, optimizer, scheduler, history, the best weights so
+far and every RNG state (shuffling generator, torch global RNG for dropout),
+so a run killed after epoch k and resumed ends with the same weights as one
+that never stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlestar.data.dataset import ImageSplit, Preprocessing
+from mlestar.errors import TrainingError
+from mlestar.training.augment import augment
+from mlestar.training.checkpoint import load_torch, save_torch
+from mlestar.training.precision import autocast_dtype
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+CHECKPOINT = "checkpoints/last.pt"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Training settings, as stage 3 plans them. Units in the comments."""
+
+    epochs: int = 8                 # passes over the training split
+    batch_size: int = 64            # images per step
+    optimizer: str = "sgd"          # sgd (Nesterov) or adamw
+    learning_rate: float = 0.05     # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4      # L2 on conv/linear weights, not on BN or biases
+    label_smoothing: float = 0.0    # fraction of target mass spread over all classes
+    schedule: str = "onecycle"      # onecycle (warm up 20%, then linear down), cosine, constant
+    augmentation: str = "none"      # none, flip, translate, flip_translate
+    translate_pad: int = 1          # pixels of random translation
+    class_weights: tuple[float, ...] | None = None  # loss weight per class, None: equal
+    precision: str = "fp32"         # fp32, bf16, fp16 (autocast)
+    seed: int = 0
+    max_seconds: float | None = None  # stop after the epoch that crosses this training time
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`: the model holds the best-validation weights."""
+
+    model: nn.Module
+    history: list[dict[str, float]]
+    best_epoch: int
+    training_time: float
+    resumed_from: int = 0
+    stopped_early: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def split_to_tensors(split: ImageSplit, prep: Preprocessing, device: torch.device
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 NHWC -> normalized float NCHW on ``device`` (done once per run)."""
+    x = torch.from_numpy(split.images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(prep.mean, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std, device=device).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous(), torch.from_numpy(split.labels).to(device)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay conv/linear weights only: decaying BN scales and biases hurts small nets."""
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
+    groups = _param_groups(model, spec.weight_decay)
+    if spec.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=spec.learning_rate)
+    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=spec.momentum, nesterov=spec.momentum > 0)
+
+
+def _scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    warm = max(1, int(0.2 * total_steps))
+
+    def factor(step: int) -> float:
+        if spec.schedule == "constant":
+            return 1.0
+        if spec.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
+        if step < warm:  # onecycle: linear warm-up, then linear decay to zero
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def evaluate_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, precision: str = "fp32"
+                    ) -> torch.Tensor:
+    """Logits for every row of ``x`` in eval mode, fp32 on the CPU."""
+    model.eval()
+    dtype = autocast_dtype(precision)
+    outs = []
+    for start in range(0, len(x), batch_size):
+        with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            outs.append(model(x[start:start + batch_size]).float().cpu())
+    return torch.cat(outs)
+
+
+class _Trainer:
+    """State of one fit: built fresh or restored from a checkpoint."""
+
+    def __init__(self, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], spec: TrainSpec) -> None:
+        self.model, self.spec = model, spec
+        self.x, self.y = train
+        self.steps_per_epoch = math.ceil(len(self.x) / spec.batch_size)
+        self.opt = _optimizer(model, spec)
+        self.sched = _scheduler(self.opt, spec, spec.epochs * self.steps_per_epoch)
+        self.generator = torch.Generator().manual_seed(spec.seed)
+        weights = torch.tensor(spec.class_weights, device=self.x.device) if spec.class_weights else None
+        self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=spec.label_smoothing)
+        self.history: list[dict[str, float]] = []
+        self.best_acc, self.best_epoch, self.best_state = -1.0, 0, copy.deepcopy(model.state_dict())
+        self.train_time = 0.0
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
+                "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": self.history, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
+                "best_state": self.best_state, "train_time": self.train_time, "spec": self.spec.to_dict()}
+
+    def restore(self, ckpt: dict[str, Any]) -> None:
+        if ckpt["spec"] != self.spec.to_dict():
+            raise TrainingError("checkpoint was written with different training settings",
+                                hint="start the stage afresh: mlestar run --from implementation")
+        self.model.load_state_dict(ckpt["model"])
+        self.opt.load_state_dict(ckpt["opt"])
+        self.sched.load_state_dict(ckpt["sched"])
+        self.generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        self.history, self.best_acc, self.best_epoch = ckpt["history"], ckpt["best_acc"], ckpt["best_epoch"]
+        self.best_state, self.train_time = ckpt["best_state"], ckpt["train_time"]
+
+    def train_epoch(self) -> tuple[float, float]:
+        """One pass; returns (mean loss, accuracy) on the augmented training batches."""
+        self.model.train()
+        dtype = autocast_dtype(self.spec.precision)
+        perm = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
+        total_loss, correct = 0.0, 0
+        for step in range(self.steps_per_epoch):
+            idx = perm[step * self.spec.batch_size:(step + 1) * self.spec.batch_size]
+            xb = augment(self.x[idx], self.spec.augmentation, self.generator, self.spec.translate_pad)
+            with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = self.model(xb)
+                loss = self.loss_fn(logits.float(), self.y[idx])
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {step}",
+                                    hint="lower training.learning_rate or use precision: fp32")
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            total_loss += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == self.y[idx]).sum())
+        return total_loss / len(self.x), correct / len(self.x)
+
+
+def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+        spec: TrainSpec, *, out_dir: Path | None = None, resume: bool = False,
+        on_epoch: EpochCallback | None = None, report: Callable[[str], None] = lambda s: None,
+        tensorboard: bool = True) -> FitResult:
+    """Train ``model`` and return it with its best-validation weights loaded.
+
+    With ``out_dir``, writes ``checkpoints/last.pt`` after every epoch and
+    TensorBoard logs to ``tensorboard/``; with ``resume``, continues from that
+    checkpoint. ``on_epoch(epoch, row)`` may raise to stop (Optuna pruning).
+    """
+    torch.manual_seed(spec.seed)
+    trainer = _Trainer(model, train, spec)
+    ckpt_path = out_dir / CHECKPOINT if out_dir else None
+    resumed_from = 0
+    if resume and ckpt_path is not None and ckpt_path.exists():
+        trainer.restore(load_torch(ckpt_path))
+        resumed_from = len(trainer.history)
+        report(f"resumed training from the checkpoint after epoch {resumed_from}")
+    writer = _tensorboard(out_dir) if tensorboard and out_dir else None
+    stopped = None
+    try:
+        for epoch in range(resumed_from + 1, spec.epochs + 1):
+            row = _run_epoch(trainer, val, epoch)
+            _log_epoch(writer, row, report, spec.epochs)
+            if ckpt_path is not None:
+                save_torch(trainer.state(), ckpt_path)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+            if spec.max_seconds is not None and trainer.train_time > spec.max_seconds and epoch < spec.epochs:
+                stopped = f"time budget of {spec.max_seconds:.0f}s reached after epoch {epoch}"
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+    model.load_state_dict(trainer.best_state)
+    return FitResult(model, trainer.history, trainer.best_epoch, trainer.train_time, resumed_from, stopped)
+
+
+def _run_epoch(trainer: _Trainer, val: tuple[torch.Tensor, torch.Tensor], epoch: int) -> dict[str, float]:
+    """Train one epoch, evaluate on validation, keep the best weights; returns the history row."""
+    started = time.perf_counter()
+    lr = trainer.opt.param_groups[0]["lr"]
+    train_loss, train_acc = trainer.train_epoch()
+    trainer.train_time += time.perf_counter() - started
+    logits = evaluate_logits(trainer.model, val[0], precision=trainer.spec.precision)
+    val_loss = float(F.cross_entropy(logits, val[1].cpu()))
+    val_acc = float((logits.argmax(1) == val[1].cpu()).float().mean())
+    if val_acc > trainer.best_acc:
+        trainer.best_acc, trainer.best_epoch = val_acc, epoch
+        trainer.best_state = copy.deepcopy(trainer.model.state_dict())
+    row = {"epoch": epoch, "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val_loss,
+           "val_accuracy": val_acc, "lr": lr, "time": trainer.train_time}
+    trainer.history.append(row)
+    return row
+
+
+def _tensorboard(out_dir: Path) -> Any:
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
+def _log_epoch(writer: Any, row: dict[str, float], report: Callable[[str], None], epochs: int) -> None:
+    if writer is not None:
+        for key in ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr"):
+            writer.add_scalar(key, row[key], int(row["epoch"]))
+        writer.flush()
+    report(f"  epoch {int(row['epoch'])}/{epochs}: loss {row['train_loss']:.4f} "
+           f"train {row['train_accuracy']:.3f} val {row['val_accuracy']:.3f} ({row['time']:.1f}s)")
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """Softmax probabilities as a NumPy array."""
+    return torch.softmax(evaluate_logits(model, x), dim=1).numpy()

@@ -1,0 +1,1 @@
+"""The workflow engine: stage contract and registry, runner, gates, remedies, run state."""

@@ -1,0 +1,429 @@
+"""The runner: stage order, caching, gates with loop-backs, lineage, audit, resume.
+
+Stages only compute. The runner decides whether a stage runs at all (its
+fingerprint matches an earlier passed execution: skip and reuse the files),
+records what it read and wrote, checks the gates that follow it, and on a
+failed gate diagnoses, picks a remedy, records the decision and re-runs from
+the stage that can fix it, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mlestar.config import LoadedConfig, build_config, config_hash
+from mlestar.config.catalog import STAGE_ORDER, stage_folder
+from mlestar.data.sources import create_source, data_fingerprint, load_dataset
+from mlestar.errors import MlestarError, StageError
+from mlestar.tracking.audit import AuditTrail
+from mlestar.tracking.environment import capture_environment
+from mlestar.tracking.lineage import ArtifactRecord, LineageDB, StageRunRecord
+from mlestar.utils.io import atomic_write_json, atomic_write_text, read_json, sha256_file, sha256_json
+from mlestar.workflow.gates import GateOutcome, check_gate, gates_for_stage
+from mlestar.workflow.remedies import choose_remedy, diagnose
+from mlestar.workflow.stage import (
+    Stage, StageContext, StageResult, create_stage, list_stages, resolve_ref, select_config,
+)
+from mlestar.workflow.state import DONE, RunState, StageStatus
+
+CONFIG_FILE = "config.json"
+LINEAGE_FILE = "lineage.db"
+AUDIT_FILE = "audit.jsonl"
+
+
+@dataclass
+class RunOptions:
+    """How to run: a new run or a resumed one, which stages, whether to use the cache.
+
+    Attributes:
+        runs_dir: where run folders live (default: the config's ``project.runs_dir``).
+        resume: id of an interrupted run to continue.
+        from_stage: force this stage and every later one to execute.
+        only_stage: execute just this stage (earlier ones must be done or cached).
+        use_cache: reuse identical earlier executions (``False`` for reproduce).
+        report: receives one line per event, for the CLI.
+    """
+
+    runs_dir: Path | None = None
+    resume: str | None = None
+    from_stage: str | None = None
+    only_stage: str | None = None
+    use_cache: bool = True
+    report: Callable[[str], None] = field(default=lambda line: None)
+
+
+def new_run_id(project: str) -> str:
+    """``<project>-<UTC timestamp>-<4 hex>``: sortable and unique."""
+    slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in project.lower()).strip("-") or "run"
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(2)}"
+
+
+def preflight(loaded: LoadedConfig) -> None:
+    """Checks that need no run folder: data paths exist, gates name produced metrics.
+
+    Raises :class:`MlestarError` before anything is written.
+    """
+    data = loaded.config.data
+    create_source(data.source)  # raises with the registered names when the source is unknown
+    if data.path is not None and not Path(data.path).exists() and not data.download:
+        raise MlestarError(f"data path {data.path} does not exist",
+                           hint="fix data.path in the config (a folder, .tar, .tar.gz or .zip)")
+
+
+class Runner:
+    """Executes one run. Create, then call :meth:`execute` once."""
+
+    def __init__(self, loaded: LoadedConfig, options: RunOptions) -> None:
+        self.options = options
+        self.report = options.report
+        self.stages = list_stages()
+        if options.resume:
+            self._open_existing(loaded, options.resume)
+        else:
+            preflight(loaded)
+            self._create_new(loaded)
+        self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)
+        self.audit = AuditTrail(self.run_dir / AUDIT_FILE)
+        self._dataset: Any = None
+
+    # set-up ------------------------------------------------------------------
+    def _create_new(self, loaded: LoadedConfig) -> None:
+        self.config = loaded.config
+        self.runs_dir = Path(self.options.runs_dir or self.config.project.runs_dir)
+        self.run_id = new_run_id(self.config.project.name)
+        self.run_dir = self.runs_dir / self.run_id
+        self.run_dir.mkdir(parents=True)
+        atomic_write_json(self.run_dir / CONFIG_FILE, self.config.model_dump(mode="json"))
+        if loaded.path is not None:
+            atomic_write_text(self.run_dir / "config.source.yaml", Path(loaded.path).read_text(encoding="utf-8"))
+        atomic_write_json(self.run_dir / "environment.json", capture_environment())
+        self.state = RunState.create(self.run_dir, run_id=self.run_id, project=self.config.project.name,
+                                     config_hash=config_hash(self.config),
+                                     config_path=str(loaded.path) if loaded.path else None,
+                                     stages=list(STAGE_ORDER))
+        self.warnings = loaded.warnings
+
+    def _open_existing(self, loaded: LoadedConfig, run_id: str) -> None:
+        self.runs_dir = Path(self.options.runs_dir or loaded.config.project.runs_dir)
+        self.run_dir = self.runs_dir / run_id
+        self.state = RunState.load(self.run_dir)
+        self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE))
+        self.run_id = run_id
+        self.warnings = []
+
+    # the loop ------------------------------------------------------------------
+    def execute(self) -> RunState:
+        """Run stages in order until the end, a gate runs out of attempts, or an error.
+
+        Returns the final state (status ``passed`` or ``failed``). Errors from
+        stages propagate after the state and audit trail record them.
+        """
+        self._begin()
+        index = self._start_index()
+        stop = self.stages.index(self.options.only_stage) if self.options.only_stage else len(self.stages) - 1
+        try:
+            while index <= stop:
+                name = self.stages[index]
+                self._run_or_skip(name, forced=self._forced(index))
+                jump = self._check_gates(name)
+                if jump is False:
+                    return self.state
+                index = jump if isinstance(jump, int) else index + 1
+        except KeyboardInterrupt:
+            self._stopped("interrupted", "interrupted by the user")
+            raise
+        except BaseException as exc:
+            self._stopped("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        return self._end()
+
+    def _begin(self) -> None:
+        event = "run_resumed" if self.options.resume else "run_started"
+        self.audit.append(event, run_id=self.run_id, config_hash=self.state.data["config_hash"],
+                          options={k: v for k, v in vars(self.options).items() if k not in ("report", "runs_dir")})
+        for warning in self.warnings:
+            self.audit.append("config_warning", message=warning)
+        self.state.data["status"] = "running"
+        self._sync_run()
+        self.report(f"run {self.run_id} -> {self.run_dir}")
+
+    def _start_index(self) -> int:
+        if not self.options.resume:
+            return 0
+        for index, name in enumerate(self.stages):
+            if self.state.stage(name)["status"] not in DONE:
+                return index
+        return len(self.stages) - 1 if self.options.from_stage or self.options.only_stage else len(self.stages)
+
+    def _forced(self, index: int) -> bool:
+        first = self.options.from_stage or self.options.only_stage
+        return first is not None and index >= self.stages.index(first)
+
+    def _end(self) -> RunState:
+        status = "passed" if all(self.state.stage(n)["status"] in DONE for n in self.stages) else "incomplete"
+        if self.options.only_stage:
+            status = "partial"
+        self.audit.append("run_finished", status=status, metrics=self.state.data["metrics"])
+        self.state.finish(status)
+        self._sync_run()
+        self.report(f"run {self.run_id} {status}")
+        return self.state
+
+    def _stopped(self, status: str, message: str) -> None:
+        for name in self.stages:
+            if self.state.stage(name)["status"] == StageStatus.RUNNING.value:
+                self.state.set_stage(name, status=StageStatus.INTERRUPTED.value if status == "interrupted"
+                                     else StageStatus.FAILED.value, error=message)
+        self.audit.append(f"run_{status}", message=message, resume=f"mlestar run --resume {self.run_id}")
+        self.state.finish(status, failure={"message": message})
+        self._sync_run()
+        self.report(f"run {status}: {message}\n  resume with: mlestar run --resume {self.run_id}"
+                    + (f" --runs-dir {self.runs_dir}" if str(self.runs_dir) != "runs" else ""))
+
+    def _sync_run(self) -> None:
+        self.state.data["audit"] = {"count": self.audit.count, "head": self.audit.head}
+        self.state.save()
+        self.lineage.upsert_run(self.run_id, project=self.config.project.name,
+                                config_hash=self.state.data["config_hash"], status=self.state.status,
+                                started_at=self.state.data["created"], ended_at=self.state.data["ended"],
+                                config_path=self.state.data["config_path"])
+
+    # one stage ---------------------------------------------------------------
+    def _run_or_skip(self, name: str, *, forced: bool) -> None:
+        stage = create_stage(name)
+        fingerprint = self._fingerprint(stage)
+        hit = None if forced or not self.options.use_cache else self._cache_hit(stage, fingerprint)
+        if hit is not None:
+            self._reuse(stage, fingerprint, hit)
+        elif self._before_only(name):
+            raise StageError(f"stage {name!r} has no completed or cached result to build on",
+                             hint="run the whole workflow once before using --only")
+        else:
+            self._execute(stage, fingerprint)
+
+    def _before_only(self, name: str) -> bool:
+        only = self.options.only_stage
+        return only is not None and self.stages.index(name) < self.stages.index(only) \
+            and self.state.stage(name)["status"] not in DONE
+
+    def _fingerprint(self, stage: Stage) -> str:
+        parts: dict[str, Any] = {
+            "stage": stage.name, "code": stage.code_hash(),
+            "config": select_config(self.config, stage.config_paths),
+            "inputs": {ref: self._input_hash(stage, ref) for ref in stage.inputs},
+        }
+        if stage.uses_adjustments:
+            parts["adjustments"] = [a["remedy"] for a in self.state.data["adjustments"]]
+        if stage.uses_data_fingerprint:
+            parts["data"] = data_fingerprint(self.config.data)
+        return sha256_json(parts)
+
+    def _input_hash(self, stage: Stage, ref: str) -> str:
+        path = resolve_ref(self.run_dir, ref)
+        if not path.exists():
+            raise StageError(f"stage {stage.name!r} needs {ref}, which no earlier stage of run {self.run_id} made")
+        return sha256_file(path)
+
+    def _cache_hit(self, stage: Stage, fingerprint: str) -> StageRunRecord | None:
+        for record in self.lineage.find_cached(fingerprint):
+            source = self.runs_dir / record.run_id / stage_folder(stage.name)
+            if source.resolve() != (self.run_dir / stage_folder(stage.name)).resolve() \
+                    and all((source / out).exists() for out in stage.outputs):
+                return record
+            if record.run_id == self.run_id and self.state.stage(stage.name)["status"] in DONE:
+                return record
+        return None
+
+    def _reuse(self, stage: Stage, fingerprint: str, hit: StageRunRecord) -> None:
+        out_dir = self.run_dir / stage_folder(stage.name)
+        source = self.runs_dir / hit.run_id / stage_folder(stage.name)
+        if source.resolve() != out_dir.resolve():
+            _archive(out_dir, self.run_dir, self.state.stage(stage.name)["attempts"])
+            _link_tree(source, out_dir)
+        origin = hit.cached_from or hit.run_id
+        reason = f"inputs, config and code unchanged since run {origin}"
+        stage_run_id = self.lineage.start_stage(self.run_id, stage.name, self.state.stage(stage.name)["attempts"],
+                                                fingerprint)
+        self.lineage.add_artifacts(stage_run_id, self._artifacts(stage.name, out_dir))
+        self.lineage.finish_stage(stage_run_id, status="cached", metrics=hit.metrics, reason=reason,
+                                  cached_from=origin)
+        self.state.data["metrics"].update(hit.metrics)
+        self.state.set_stage(stage.name, status=StageStatus.SKIPPED.value, cached_from=origin, reason=reason,
+                             metrics=hit.metrics, fingerprint=fingerprint, duration=0.0)
+        self.audit.append("stage_skipped", stage=stage.name, reason=reason, fingerprint=fingerprint)
+        self._sync_run()
+        self.report(f"[{stage_folder(stage.name)}] skipped: {reason}")
+
+    def _execute(self, stage: Stage, fingerprint: str) -> None:
+        entry = self.state.stage(stage.name)
+        resuming = bool(self.options.resume) and entry["status"] in ("running", "interrupted", "failed")
+        attempt = entry["attempts"] if resuming and entry["attempts"] else entry["attempts"] + 1
+        out_dir = self.run_dir / stage_folder(stage.name)
+        if not resuming:
+            _archive(out_dir, self.run_dir, entry["attempts"])
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ctx = self._context(stage, out_dir, attempt, resuming)
+        stage_run_id = self.lineage.start_stage(self.run_id, stage.name, attempt, fingerprint)
+        started = time.time()
+        self.state.set_stage(stage.name, status=StageStatus.RUNNING.value, attempts=attempt, started=started,
+                             fingerprint=fingerprint, cached_from=None, reason=None)
+        self.audit.append("stage_started", stage=stage.name, attempt=attempt, resumed=resuming,
+                          fingerprint=fingerprint)
+        self.report(f"[{stage_folder(stage.name)}] {stage.title}" + (" (resumed)" if resuming else ""))
+        try:
+            result = stage.run(ctx)
+            self._check_outputs(stage, out_dir, result)
+        except BaseException as exc:
+            self.lineage.finish_stage(stage_run_id, status="failed", metrics={}, reason=str(exc))
+            raise
+        self._record_success(stage, stage_run_id, ctx, result, started)
+
+    def _context(self, stage: Stage, out_dir: Path, attempt: int, resuming: bool) -> StageContext:
+        return StageContext(config=self.config, run_id=self.run_id, run_dir=self.run_dir, out_dir=out_dir,
+                            stage=stage.name, attempt=attempt, resume=resuming,
+                            adjustments=list(self.state.data["adjustments"]), audit=self.audit,
+                            load_dataset=self._load_dataset, report=self.report)
+
+    def _load_dataset(self) -> Any:
+        if self._dataset is None:
+            self._dataset = load_dataset(self.config.data, self.config.seed)
+        return self._dataset
+
+    def _check_outputs(self, stage: Stage, out_dir: Path, result: StageResult) -> None:
+        missing = [out for out in stage.outputs if not (out_dir / out).exists()]
+        if missing:
+            raise StageError(f"stage {stage.name!r} finished without its declared outputs: {', '.join(missing)}")
+        unknown = set(result.metrics) - set(stage.metrics())
+        absent = set(stage.metrics()) - set(result.metrics)
+        if unknown or absent:
+            raise StageError(f"stage {stage.name!r} metrics do not match its contract: "
+                             f"unexpected {sorted(unknown)}, missing {sorted(absent)}")
+
+    def _record_success(self, stage: Stage, stage_run_id: int, ctx: StageContext, result: StageResult,
+                        started: float) -> None:
+        config_ref = [("config", path, sha256_json(value)) for path, value in
+                      select_config(self.config, stage.config_paths).items()]
+        self.lineage.add_consumed(stage_run_id, config_ref + ctx.consumed)
+        self.lineage.add_artifacts(stage_run_id, self._artifacts(stage.name, ctx.out_dir))
+        self.lineage.finish_stage(stage_run_id, status="passed", metrics=result.metrics)
+        duration = time.time() - started
+        self.state.data["metrics"].update(result.metrics)
+        self.state.set_stage(stage.name, status=StageStatus.PASSED.value, ended=time.time(), duration=duration,
+                             metrics=result.metrics, summary=result.summary, error=None)
+        self.audit.append("stage_passed", stage=stage.name, attempt=ctx.attempt, duration_s=round(duration, 3),
+                          metrics=result.metrics, summary=result.summary)
+        self._sync_run()
+        self.report(f"[{stage_folder(stage.name)}] passed in {duration:.1f}s: {result.summary}")
+
+    def _artifacts(self, name: str, out_dir: Path) -> list[ArtifactRecord]:
+        records = []
+        for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
+            rel = str(path.relative_to(self.run_dir))
+            records.append(ArtifactRecord(self.run_id, name, rel, sha256_file(path), path.stat().st_size))
+        return records
+
+    # gates -------------------------------------------------------------------
+    def _check_gates(self, name: str) -> int | bool | None:
+        """None: go on. int: loop back to that stage index. False: the run failed."""
+        for gate in gates_for_stage(self.config.gates, name):
+            outcome = check_gate(gate, self.state.data["metrics"])
+            failures = self.state.data["gate_failures"].setdefault(str(gate.name), [])
+            self.state.data["gates"].append({**outcome.to_dict(), "attempt": len(failures) + 1, "time": time.time()})
+            self.audit.append("gate_checked", stage=name, **outcome.to_dict())
+            self.report(f"  gate {outcome.message}")
+            if outcome.passed:
+                continue
+            failures.append(outcome.value)
+            if len(failures) >= gate.on_fail.max_attempts:
+                return self._exhausted(gate.name, outcome, failures)
+            return self._loop_back(gate, outcome)
+        self.state.save()
+        return None
+
+    def _loop_back(self, gate: Any, outcome: GateOutcome) -> int | bool:
+        diagnosis = diagnose(outcome, self.state.data["metrics"])
+        tried = [a["remedy"] for a in self.state.data["adjustments"] if a["gate"] == gate.name]
+        remedy = choose_remedy(diagnosis, self.config.remedies, tried)
+        if remedy is None:
+            return self._exhausted(gate.name, outcome, self.state.data["gate_failures"][gate.name],
+                                   why=f"no allowed remedy for {diagnosis.kind}")
+        target = gate.on_fail.return_to or "action_planning"
+        target = min(target, "action_planning", key=self.stages.index)
+        adjustment = {"gate": gate.name, "remedy": remedy, "diagnosis": diagnosis.kind,
+                      "evidence": diagnosis.evidence, "value": outcome.value, "return_to": target,
+                      "attempt": len(self.state.data["gate_failures"][gate.name]) + 1}
+        self.state.data["adjustments"].append(adjustment)
+        self.state.data["loopbacks"].append({"from": outcome.stage, "to": target, "gate": gate.name,
+                                             "remedy": remedy})
+        self.audit.append("decision", stage=outcome.stage, what="remedy", choice=remedy,
+                          reason=f"{diagnosis.kind}: {diagnosis.evidence}", gate=gate.name, return_to=target)
+        self.report(f"  diagnosis {diagnosis.kind} -> remedy {remedy}; back to {target}")
+        self._reset_from(target)
+        return self.stages.index(target)
+
+    def _reset_from(self, target: str) -> None:
+        for name in self.stages[self.stages.index(target):]:
+            entry = self.state.stage(name)
+            if entry["status"] != StageStatus.PENDING.value:
+                entry["status"] = StageStatus.PENDING.value
+        self._sync_run()
+
+    def _exhausted(self, gate_name: Any, outcome: GateOutcome, failures: list[Any], why: str = "") -> bool:
+        remedies = [a["remedy"] for a in self.state.data["adjustments"] if a["gate"] == gate_name]
+        failure = {"gate": gate_name, "metric": outcome.metric, "threshold": outcome.threshold,
+                   "values": failures, "remedies_tried": remedies,
+                   "message": f"gate {gate_name!r} failed {len(failures)} time(s) "
+                              f"(values {failures}); remedies tried: {remedies or 'none'}"
+                              + (f"; {why}" if why else "")}
+        self.audit.append("run_failed", stage=outcome.stage, **failure)
+        self.state.finish("failed", failure=failure)
+        self._sync_run()
+        self.report(f"run failed: {failure['message']}")
+        return False
+
+
+def _archive(out_dir: Path, run_dir: Path, attempt: int) -> None:
+    """Move an earlier attempt's folder to ``_attempts/`` so its files stay inspectable."""
+    if out_dir.exists() and any(out_dir.iterdir()):
+        target = run_dir / "_attempts" / f"{out_dir.name}-attempt{attempt}"
+        suffix = 0
+        while target.exists():
+            suffix += 1
+            target = target.with_name(f"{out_dir.name}-attempt{attempt}.{suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(out_dir, target)
+    elif out_dir.exists():
+        out_dir.rmdir()
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    """Hard-link every file of ``source`` into ``target`` (copy across file systems)."""
+    for path in source.rglob("*"):
+        dest = target / path.relative_to(source)
+        if path.is_dir():
+            dest.mkdir(parents=True, exist_ok=True)
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copy2(path, dest)
+
+
+def run_workflow(loaded: LoadedConfig, options: RunOptions) -> RunState:
+    """Create a runner and execute it: the library entry point behind ``mlestar run``."""
+    return Runner(loaded, options).execute()
+
+
+def load_run_config(run_dir: Path) -> LoadedConfig:
+    """The config a run was started with, as saved in its folder."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.exists():
+        raise MlestarError(f"{run_dir} has no {CONFIG_FILE}; is it a run folder?")
+    return LoadedConfig(config=build_config(read_json(path), source=str(path)), path=None)

@@ -1,0 +1,213 @@
+"""The stage contract, its registry, and the context a stage runs in.
+
+A stage is a class with declared inputs (config paths and earlier stages'
+artifacts), declared outputs (files under its folder) and a ``run`` method.
+The runner owns everything else: ordering, caching, gates, lineage, audit.
+Stages register with ``@register_stage``; ``list_stages()`` returns them in
+workflow order and the contract test is parametrized over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from mlestar.config.catalog import METRICS, STAGE_ORDER, stage_folder, suggest
+from mlestar.config.schema import MlestarConfig
+from mlestar.errors import StageError
+from mlestar.tracking.audit import AuditTrail
+from mlestar.utils.io import read_json, sha256_file, sha256_json
+
+
+@dataclass
+class StageResult:
+    """What a stage returns: metrics (keys from the catalog) and a one-line summary."""
+
+    metrics: dict[str, float | None]
+    summary: str
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may touch while it runs.
+
+    Attributes:
+        config: the validated config.
+        run_id, run_dir: the run being executed.
+        out_dir: this stage's folder; every declared output goes here.
+        attempt: 1 on the first execution, +1 per loop-back to this stage.
+        resume: True when the runner resumes an interrupted execution (training
+            then continues from its last checkpoint).
+        adjustments: remedies chosen after failed gates, oldest first.
+        audit: the run's audit trail; use :meth:`decide` for decisions.
+        load_dataset: returns the run's dataset, loaded once per process.
+        report: callback for progress lines (the CLI prints them).
+    """
+
+    config: MlestarConfig
+    run_id: str
+    run_dir: Path
+    out_dir: Path
+    stage: str
+    attempt: int
+    resume: bool
+    adjustments: list[dict[str, Any]]
+    audit: AuditTrail
+    load_dataset: Callable[[], Any]
+    report: Callable[[str], None] = lambda message: None
+    consumed: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def input(self, ref: str) -> Path:
+        """Path of an earlier stage's artifact ``'stage_name/file'``; records the read in lineage."""
+        path = resolve_ref(self.run_dir, ref)
+        if not path.exists():
+            raise StageError(f"stage {self.stage!r} needs {ref}, which is missing from run {self.run_id}",
+                             hint=f"re-run from the stage that makes it: mlestar run --from {ref.split('/')[0]}")
+        self.consumed.append(("artifact", ref, sha256_file(path)))
+        return path
+
+    def read_json(self, ref: str) -> Any:
+        """Load an earlier stage's JSON artifact."""
+        return read_json(self.input(ref))
+
+    def decide(self, what: str, choice: Any, reason: str, **data: Any) -> None:
+        """Record a decision (what was chosen and why) in the audit trail."""
+        self.audit.append("decision", stage=self.stage, what=what, choice=choice, reason=reason, **data)
+
+    def dataset(self) -> Any:
+        """The run's :class:`~mlestar.data.ImageDataset` (loaded once per process)."""
+        return self.load_dataset()
+
+
+def resolve_ref(run_dir: Path, ref: str) -> Path:
+    """``'implementation/model.pt'`` -> ``run_dir/04_implementation/model.pt``."""
+    stage, _, rel = ref.partition("/")
+    return run_dir / stage_folder(stage) / rel
+
+
+class Stage(ABC):
+    """Base class of the seven stages. Subclasses set the class attributes and ``run``.
+
+    Class attributes:
+        name: canonical stage name (one of ``STAGE_ORDER``).
+        title: heading for reports and the CLI.
+        config_paths: config sections or dotted fields the stage reads; part of its cache key.
+        inputs: artifacts of earlier stages it reads (``'stage/file'``); part of its cache key.
+        outputs: files it must leave in its folder (globs allowed for optional groups: none here).
+        code_modules: modules whose source is part of its cache key.
+        uses_adjustments: True when remedies change what it does (the planner).
+        uses_data_fingerprint: True when the raw data's fingerprint is part of its cache key.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str]
+    config_paths: ClassVar[tuple[str, ...]] = ()
+    inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+    code_modules: ClassVar[tuple[str, ...]] = ()
+    uses_adjustments: ClassVar[bool] = False
+    uses_data_fingerprint: ClassVar[bool] = False
+
+    @abstractmethod
+    def run(self, ctx: StageContext) -> StageResult:
+        """Do the stage's work; write every declared output under ``ctx.out_dir``.
+
+        Raises:
+            MlestarError: for problems the user can fix (bad data, missing input).
+        """
+
+    @classmethod
+    def metrics(cls) -> tuple[str, ...]:
+        """Metrics this stage produces, from the catalog."""
+        return tuple(name for name, spec in METRICS.items() if spec.stage == cls.name)
+
+    @classmethod
+    def code_hash(cls) -> str:
+        """sha256 over the source of the stage's module and its declared code modules."""
+        return _modules_hash((cls.__module__, *cls.code_modules))
+
+
+@lru_cache(maxsize=None)
+def _modules_hash(modules: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for module in modules:
+        for path in _module_files(module):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _module_files(module: str) -> list[Path]:
+    """Source files of a module, or of every module in a package (without importing it)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise StageError(f"code module {module!r} cannot be found")
+    origin = Path(spec.origin)
+    if spec.submodule_search_locations:
+        return sorted(origin.parent.rglob("*.py"))
+    return [origin]
+
+
+def select_config(config: MlestarConfig, paths: tuple[str, ...]) -> dict[str, Any]:
+    """The values at dotted ``paths`` (``'training.device'``), JSON-ready."""
+    dumped = config.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for path in paths:
+        value: Any = dumped
+        for part in path.split("."):
+            value = value[part]
+        out[path] = value
+    return out
+
+
+def config_fingerprint(config: MlestarConfig, paths: tuple[str, ...]) -> str:
+    """Hash of the config values a stage reads."""
+    return sha256_json(select_config(config, paths))
+
+
+# registry ------------------------------------------------------------------
+_STAGES: dict[str, type[Stage]] = {}
+
+
+def register_stage(cls: type[Stage]) -> type[Stage]:
+    """Class decorator adding a stage to the registry under ``cls.name``."""
+    if cls.name not in STAGE_ORDER:
+        raise StageError(f"stage class {cls.__name__} has unknown name {cls.name!r}")
+    _STAGES[cls.name] = cls
+    return cls
+
+
+def _ensure_loaded() -> None:
+    importlib.import_module("mlestar.stages")
+
+
+def list_stages() -> list[str]:
+    """Registered stage names in workflow order."""
+    _ensure_loaded()
+    return [name for name in STAGE_ORDER if name in _STAGES]
+
+
+def create_stage(name: str) -> Stage:
+    """Instantiate the stage registered as ``name``."""
+    _ensure_loaded()
+    if name not in _STAGES:
+        raise StageError(f"unknown stage {name!r}{suggest(name, list(_STAGES))}")
+    return _STAGES[name]()
+
+
+def stage_class(name: str) -> type[Stage]:
+    """The registered class for ``name`` (no instance)."""
+    _ensure_loaded()
+    return _STAGES[name]
+
+
+def dumps_canonical(obj: Any) -> str:
+    """Stable JSON used in fingerprints and comparisons."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)

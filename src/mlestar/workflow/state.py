@@ -1,0 +1,88 @@
+"""The persisted state of one run (``run.json``), rewritten atomically on every change.
+
+Only the runner changes it (as only Optuna's runner changes a trial's state);
+the CLI, the dashboard and tests read it.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from mlestar.errors import RunNotFoundError, TrackingError
+from mlestar.utils.io import atomic_write_json, read_json
+
+RUN_FILE = "run.json"
+
+
+class StageStatus(str, Enum):
+    """Lifecycle of a stage within a run."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # cached: outputs reused from an identical earlier execution
+    INTERRUPTED = "interrupted"
+
+
+DONE = (StageStatus.PASSED.value, StageStatus.SKIPPED.value)
+
+
+class RunState:
+    """Mutable view of ``run.json``; call :meth:`save` after each change."""
+
+    def __init__(self, path: Path, data: dict[str, Any]) -> None:
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def create(cls, run_dir: Path, *, run_id: str, project: str, config_hash: str,
+               config_path: str | None, stages: list[str]) -> RunState:
+        """A fresh state with every stage pending."""
+        data = {
+            "run_id": run_id, "project": project, "status": "running", "created": time.time(),
+            "ended": None, "config_hash": config_hash, "config_path": config_path,
+            "stages": {name: {"status": StageStatus.PENDING.value, "attempts": 0} for name in stages},
+            "metrics": {}, "gates": [], "gate_failures": {}, "adjustments": [], "loopbacks": [],
+            "audit": {"count": 0, "head": None}, "failure": None,
+        }
+        state = cls(run_dir / RUN_FILE, data)
+        state.save()
+        return state
+
+    @classmethod
+    def load(cls, run_dir: Path) -> RunState:
+        """Read an existing run's state."""
+        path = Path(run_dir) / RUN_FILE
+        if not path.exists():
+            raise RunNotFoundError(f"no run at {run_dir} (missing {RUN_FILE})",
+                                   hint="`mlestar status` lists the runs in a runs folder")
+        try:
+            return cls(path, read_json(path))
+        except ValueError as exc:
+            raise TrackingError(f"{path} is corrupted: {exc}") from None
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.data["run_id"])
+
+    @property
+    def status(self) -> str:
+        return str(self.data["status"])
+
+    def stage(self, name: str) -> dict[str, Any]:
+        return self.data["stages"][name]
+
+    def set_stage(self, name: str, **fields: Any) -> None:
+        self.data["stages"][name].update(fields)
+        self.save()
+
+    def finish(self, status: str, failure: dict[str, Any] | None = None) -> None:
+        self.data.update(status=status, ended=time.time(), failure=failure)
+        self.save()
