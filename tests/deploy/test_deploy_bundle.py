@@ -222,3 +222,14 @@ def test_model_card_states_metrics_against_targets() -> None:
     assert "- no out-of-distribution detection" in card
     assert "| cpu | x86 \\| 2 cores |" in card  # a pipe in a value does not break the table
     assert "run-42" in card and "pets-8px" in card and "mean (0.4000)" in card
+
+
+def test_model_card_tolerates_unusual_metric_values() -> None:
+    card = render_model_card(project="p", run_id="r", model_name="m", dataset="d",
+                             metrics={"test_accuracy": None, "notes": "see report", "my_score": 3.14159},
+                             targets={"my_score": 3.0}, preprocessing=PREPROCESSING, environment={},
+                             limits=[])
+    assert "| test_accuracy | not measured | - | - |" in card
+    assert "| notes | see report | - | - |" in card
+    assert "| my_score | 3.142 | 3 | ? |" in card  # not in the metric catalog: direction unknown
+    assert "None recorded." in card and "Not recorded." in card

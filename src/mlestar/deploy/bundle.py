@@ -180,12 +180,16 @@ def _target_met(name: str, value: float | None, target: float | None) -> str:
     spec = METRICS.get(name)
     if spec is None:
         return "?"  # direction unknown: do not guess
+    if not isinstance(value, (int, float)):
+        return "?"
     met = value >= target if spec.higher_is_better else value <= target
     return "yes" if met else "no"
 
 
-def _format_metric(name: str, value: float) -> str:
-    """Show a value in the unit people read it in (ms, MB, plain counts)."""
+def _format_metric(name: str, value: Any) -> str:
+    """Show a value in the unit people read it in (ms, MiB, plain counts); non-numbers as text."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return _cell(value)
     unit = METRICS[name].unit if name in METRICS else "number"
     if unit == "seconds":
         return f"{value * 1000:.2f} ms"

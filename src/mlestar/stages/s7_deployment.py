@@ -56,7 +56,7 @@ class Deployment(Stage):
 
     name = "deployment"
     title = "Deployment preparation"
-    config_paths = ("deployment", "task", "project")
+    config_paths = ("deployment", "task", "project.name", "project.description")
     inputs = (DATASET_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
     outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md")
     code_modules = ("mlestar.deploy", "mlestar.stages.common", "mlestar.stages.s5_evaluation")

@@ -335,7 +335,7 @@ class Runner:
             outcome = check_gate(gate, self.state.data["metrics"])
             failures = self.state.data["gate_failures"].setdefault(str(gate.name), [])
             self.state.data["gates"].append({**outcome.to_dict(), "attempt": len(failures) + 1, "time": time.time()})
-            self.audit.append("gate_checked", stage=name, **outcome.to_dict())
+            self.audit.append("gate_checked", **outcome.to_dict())
             self.report(f"  gate {outcome.message}")
             if outcome.passed:
                 continue
@@ -381,7 +381,7 @@ class Runner:
                    "message": f"gate {gate_name!r} failed {len(failures)} time(s) "
                               f"(values {failures}); remedies tried: {remedies or 'none'}"
                               + (f"; {why}" if why else "")}
-        self.audit.append("run_failed", stage=outcome.stage, **failure)
+        self.audit.append("run_failed", stage=outcome.stage, **failure)  # failure has no 'stage' key
         self.state.finish("failed", failure=failure)
         self._sync_run()
         self.report(f"run failed: {failure['message']}")

@@ -1,0 +1,103 @@
+"""The runner: caching, partial re-runs, gates with loop-backs, exhausted gates, --only/--from."""
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_tiny, tiny_config
+from mlestar.config.catalog import STAGE_ORDER, stage_folder
+from mlestar.errors import MlestarError
+from mlestar.tracking.audit import read_records
+from mlestar.workflow.inspect import verify_run_audit
+from mlestar.workflow.runner import RunOptions, run_workflow
+from mlestar.workflow.state import RunState
+
+
+def statuses(state: RunState) -> dict[str, str]:
+    return {name: state.stage(name)["status"] for name in STAGE_ORDER}
+
+
+def test_unchanged_rerun_skips_every_stage_and_says_why(run_copy: tuple[Path, str]) -> None:
+    runs_dir, first = run_copy
+    lines: list[str] = []
+    state = run_workflow(tiny_config(runs_dir), RunOptions(runs_dir=runs_dir, report=lines.append))
+    assert state.status == "passed"
+    assert set(statuses(state).values()) == {"skipped"}
+    assert all(state.stage(n)["cached_from"] == first for n in STAGE_ORDER)
+    assert sum(f"unchanged since run {first}" in line for line in lines) == 7
+    # cached outputs are really there, with the same bytes
+    original = runs_dir / first / stage_folder("deployment") / "bundle" / "manifest.json"
+    copy = runs_dir / state.run_id / stage_folder("deployment") / "bundle" / "manifest.json"
+    assert copy.read_bytes() == original.read_bytes()
+    assert state.data["metrics"]["test_accuracy"] == RunState.load(runs_dir / first).data["metrics"]["test_accuracy"]
+
+
+def test_changing_a_training_parameter_reruns_from_planning(run_copy: tuple[Path, str]) -> None:
+    runs_dir, _ = run_copy
+    state = run_tiny(runs_dir, training={"learning_rate": 0.08})
+    assert statuses(state) == {
+        "situation_analysis": "skipped", "task_definition": "skipped", "action_planning": "passed",
+        "implementation": "passed", "evaluation": "passed", "refinement": "passed", "deployment": "passed"}
+    plan = (runs_dir / state.run_id / stage_folder("action_planning") / "plan.json").read_text()
+    assert '"learning_rate": 0.08' in plan
+
+
+def test_changing_only_deployment_reruns_only_deployment(run_copy: tuple[Path, str]) -> None:
+    runs_dir, _ = run_copy
+    state = run_tiny(runs_dir, deployment={"formats": ["torchscript"]})
+    assert [n for n, s in statuses(state).items() if s == "passed"] == ["deployment"]
+    assert state.data["metrics"]["onnx_max_abs_diff"] is None
+
+
+def test_failed_gate_loops_back_with_a_recorded_remedy_then_passes(tmp_path: Path) -> None:
+    gate = {"metric": "epochs_completed", "op": ">=", "threshold": 4, "on_fail": {"max_attempts": 3}}
+    state = run_tiny(tmp_path / "runs", gates=[gate], refinement={"enabled": False})
+    assert state.status == "passed"
+    assert [g["passed"] for g in state.data["gates"]] == [False, True]
+    [adjustment] = state.data["adjustments"]
+    assert (adjustment["remedy"], adjustment["diagnosis"], adjustment["return_to"]) == \
+        ("increase_epochs", "undertrained", "action_planning")
+    assert state.stage("implementation")["attempts"] == 2
+    assert state.data["metrics"]["epochs_completed"] == 4
+    run_dir = tmp_path / "runs" / state.run_id
+    assert (run_dir / "_attempts" / "04_implementation-attempt1" / "model.pt").exists()
+    decisions = [r for r in read_records(run_dir / "audit.jsonl") if r["event"] == "decision"
+                 and r["data"]["what"] == "remedy"]
+    assert decisions[0]["data"]["choice"] == "increase_epochs"
+    assert "remedy increase_epochs" in (run_dir / stage_folder("action_planning") / "plan.md").read_text()
+
+
+def test_gate_that_exhausts_its_attempts_fails_the_run_with_a_summary(tmp_path: Path) -> None:
+    gate = {"name": "tiny model", "metric": "model_size", "op": "<=", "threshold": "1KB",
+            "on_fail": {"max_attempts": 2}}
+    state = run_tiny(tmp_path / "runs", gates=[gate], refinement={"enabled": False})
+    assert state.status == "failed"
+    failure = state.data["failure"]
+    assert failure["gate"] == "tiny model"
+    assert len(failure["values"]) == 2 and failure["values"][1] < failure["values"][0]  # simplify_model shrank it
+    assert failure["remedies_tried"] == ["simplify_model"]
+    assert "failed 2 time(s)" in failure["message"]
+    assert state.stage("deployment")["status"] == "pending"
+    assert verify_run_audit(tmp_path / "runs" / state.run_id).ok
+
+
+def test_only_reruns_one_stage(run_copy: tuple[Path, str]) -> None:
+    runs_dir, _ = run_copy
+    options = RunOptions(runs_dir=runs_dir, only_stage="evaluation")
+    state = run_workflow(tiny_config(runs_dir), options)
+    assert state.status == "partial"
+    assert statuses(state)["evaluation"] == "passed"
+    assert statuses(state)["refinement"] == "pending"
+    assert statuses(state)["implementation"] == "skipped"
+
+
+def test_only_without_earlier_results_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(MlestarError, match="no completed or cached result"):
+        run_workflow(tiny_config(tmp_path / "runs"), RunOptions(runs_dir=tmp_path / "runs", only_stage="evaluation"))
+
+
+def test_from_forces_later_stages(run_copy: tuple[Path, str]) -> None:
+    runs_dir, _ = run_copy
+    state = run_workflow(tiny_config(runs_dir), RunOptions(runs_dir=runs_dir, from_stage="refinement"))
+    assert statuses(state)["evaluation"] == "skipped"
+    assert statuses(state)["refinement"] == "passed" and statuses(state)["deployment"] == "passed"
