@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.table import Table
 
 from mlestar.cli.common import RunsDir, console, guarded
 from mlestar.workflow.inspect import find_run, lineage
@@ -20,10 +19,11 @@ def register(app: typer.Typer) -> None:
                         runs_dir: RunsDir = Path("runs")) -> None:
         """Print artifacts with sha256, size, producing stage and consuming stages."""
         report = lineage(find_run(runs_dir, run), artifact)
-        table = Table("artifact", "sha256", "bytes", "producer", "consumers")
+        # Plain lines, not a table: paths must never be wrapped or cut, and grep should work.
+        width = max((len(row["path"]) for row in report["artifacts"]), default=0)
         for row in report["artifacts"]:
-            table.add_row(row["path"], row["sha256"][:12], str(row["size"]), row["producer"],
-                          ", ".join(row["consumers"]) or "-")
-        console.print(table)
+            console.print(f"{row['path']:<{width}}  sha256:{row['sha256'][:16]}  {row['size']:>10} B  "
+                          f"from {row['producer']}  -> {', '.join(row['consumers']) or '-'}",
+                          markup=False, soft_wrap=True)
         for stage, refs in report["config_inputs"].items():
             console.print(f"{stage} read config: {', '.join(refs)}", markup=False)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlestar.config.catalog import METRICS
+from mlestar.config.catalog import METRICS, stage_folder
 from mlestar.errors import RunNotFoundError
 from mlestar.tracking.audit import AuditVerification, verify_audit
 from mlestar.tracking.lineage import LineageDB
@@ -60,13 +60,19 @@ def lineage(run_dir: Path, artifact: str | None = None) -> dict[str, Any]:
         if artifact and artifact not in record.path:
             continue
         consumers = sorted({stage for stage, items in consumed.items()
-                            for kind, ref, sha in items if kind == "artifact" and sha == record.sha256})
+                            for kind, ref, _ in items if kind == "artifact" and _ref_path(ref) == record.path})
         rows.append({"path": record.path, "sha256": record.sha256, "size": record.size,
                      "producer": record.stage, "consumers": consumers})
     if artifact and not rows:
         raise RunNotFoundError(f"run {run_id} has no artifact matching {artifact!r}")
     config_inputs = {stage: [ref for kind, ref, _ in items if kind == "config"] for stage, items in consumed.items()}
     return {"run_id": run_id, "artifacts": rows, "config_inputs": config_inputs}
+
+
+def _ref_path(ref: str) -> str:
+    """``'implementation/model.pt'`` -> ``'04_implementation/model.pt'`` (run-relative)."""
+    stage, _, rel = ref.partition("/")
+    return f"{stage_folder(stage)}/{rel}"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from mlestar.errors import MlestarError, StageError
 from mlestar.tracking.audit import AuditTrail
 from mlestar.tracking.environment import capture_environment
 from mlestar.tracking.lineage import ArtifactRecord, LineageDB, StageRunRecord
+from mlestar.utils.seeding import seed_everything
 from mlestar.utils.io import atomic_write_json, atomic_write_text, read_json, sha256_file, sha256_json
 from mlestar.workflow.gates import GateOutcome, check_gate, gates_for_stage
 from mlestar.workflow.remedies import choose_remedy, diagnose
@@ -102,7 +103,9 @@ class Runner:
         atomic_write_json(self.run_dir / CONFIG_FILE, self.config.model_dump(mode="json"))
         if loaded.path is not None:
             atomic_write_text(self.run_dir / "config.source.yaml", Path(loaded.path).read_text(encoding="utf-8"))
-        atomic_write_json(self.run_dir / "environment.json", capture_environment())
+        env = {**capture_environment(), "config_hash": config_hash(self.config),
+               "data_fingerprint": data_fingerprint(self.config.data)}
+        atomic_write_json(self.run_dir / "environment.json", env)
         self.state = RunState.create(self.run_dir, run_id=self.run_id, project=self.config.project.name,
                                      config_hash=config_hash(self.config),
                                      config_path=str(loaded.path) if loaded.path else None,
@@ -276,6 +279,7 @@ class Runner:
         self.audit.append("stage_started", stage=stage.name, attempt=attempt, resumed=resuming,
                           fingerprint=fingerprint)
         self.report(f"[{stage_folder(stage.name)}] {stage.title}" + (" (resumed)" if resuming else ""))
+        seed_everything(self.config.seed)
         try:
             result = stage.run(ctx)
             self._check_outputs(stage, out_dir, result)

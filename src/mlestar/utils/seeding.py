@@ -1,0 +1,23 @@
+"""Seed every random number generator a stage may touch."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and PyTorch (CPU and CUDA).
+
+    Called by the runner before every stage, so a stage's randomness depends
+    only on the seed, not on what ran before it in the process (a resumed or
+    cached run then behaves like a fresh one).
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    import torch
+
+    torch.manual_seed(seed)  # also seeds every CUDA device
