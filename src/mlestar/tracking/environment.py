@@ -46,15 +46,26 @@ def cpu_info() -> dict[str, Any]:
 
 
 def gpu_info() -> dict[str, Any] | None:
-    """Name and memory of the first CUDA device, or None without one."""
+    """Name and memory of the first GPU, or None without one.
+
+    Asks nvidia-smi rather than importing torch: importing torch costs seconds,
+    and a fully cached re-run must not pay that just to describe the machine.
+    """
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        if not torch.cuda.is_available():
+            return None
+        props = torch.cuda.get_device_properties(0)
+        return {"name": props.name, "memory_bytes": props.total_memory, "count": torch.cuda.device_count()}
     try:
-        import torch
-    except ImportError:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    if not torch.cuda.is_available():
+    rows = [line.split(",") for line in out.stdout.strip().splitlines() if "," in line]
+    if out.returncode != 0 or not rows:
         return None
-    props = torch.cuda.get_device_properties(0)
-    return {"name": props.name, "memory_bytes": props.total_memory, "count": torch.cuda.device_count()}
+    return {"name": rows[0][0].strip(), "memory_bytes": int(float(rows[0][1])) * 2**20, "count": len(rows)}
 
 
 def git_commit(path: Path | None = None) -> str | None:

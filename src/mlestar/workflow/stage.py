@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -145,14 +144,22 @@ def _modules_hash(modules: tuple[str, ...]) -> str:
 
 
 def _module_files(module: str) -> list[Path]:
-    """Source files of a module, or of every module in a package (without importing it)."""
-    spec = importlib.util.find_spec(module)
-    if spec is None or spec.origin is None:
-        raise StageError(f"code module {module!r} cannot be found")
-    origin = Path(spec.origin)
-    if spec.submodule_search_locations:
-        return sorted(origin.parent.rglob("*.py"))
-    return [origin]
+    """Source files of an mlestar module, or of every module in an mlestar package.
+
+    Resolved from the package folder, never by importing: ``find_spec`` of a
+    submodule imports its parents, and ``mlestar.training`` imports torch,
+    which would cost a fully cached re-run seconds.
+    """
+    root = Path(__file__).resolve().parents[1]  # src/mlestar
+    parts = module.split(".")
+    if parts[0] != "mlestar":
+        raise StageError(f"code module {module!r} is outside mlestar; only mlestar modules can be hashed")
+    base = root.joinpath(*parts[1:])
+    if base.is_dir():
+        return sorted(base.rglob("*.py"))
+    if base.with_suffix(".py").exists():
+        return [base.with_suffix(".py")]
+    raise StageError(f"code module {module!r} cannot be found under {root}")
 
 
 def select_config(config: MlestarConfig, paths: tuple[str, ...]) -> dict[str, Any]:
