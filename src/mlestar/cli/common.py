@@ -35,6 +35,41 @@ def guarded(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class ProgressBars:
+    """Draws one Rich progress bar per label; the runner calls it with ``(label, done, total)``.
+
+    Bars are transient and only shown on a terminal, so logs and CliRunner output
+    stay plain text.
+    """
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=console, transient=True,
+                                  disable=not console.is_terminal)
+        self._tasks: dict[str, Any] = {}
+
+    def __call__(self, label: str, done: int, total: int) -> None:
+        if label not in self._tasks:
+            if not self._tasks:
+                self._progress.start()
+            self._tasks[label] = self._progress.add_task(label, total=total)
+        self._progress.update(self._tasks[label], completed=done, total=total)
+        if done >= total:
+            self._progress.remove_task(self._tasks.pop(label))
+            if not self._tasks:
+                self._progress.stop()
+
+
+    def close(self) -> None:
+        """Remove any bar left open (a study stopped by its time budget, an error)."""
+        for task in self._tasks.values():
+            self._progress.remove_task(task)
+        self._tasks.clear()
+        self._progress.stop()
+
+
 def say(line: str) -> None:
     """Progress line from the runner, printed as is (no markup interpretation)."""
     console.print(line, markup=False, soft_wrap=True)

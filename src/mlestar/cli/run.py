@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlestar.cli.common import RunsDir, console, guarded, say
+from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, say
 from mlestar.config import LoadedConfig, default_config, load_config
 from mlestar.config.catalog import normalize_stage
 from mlestar.errors import ConfigError
@@ -51,9 +51,13 @@ def register(app: typer.Typer) -> None:
         loaded, resume_id = resolve(config, resume, runs_dir)
         for warning in loaded.warnings:
             console.print(f"warning: {warning}", style="yellow", markup=False)
+        bars = ProgressBars()
         options = RunOptions(runs_dir=runs_dir if resume_id is None else (runs_dir or Path("runs")),
                              resume=resume_id, from_stage=_stage(from_stage), only_stage=_stage(only),
-                             use_cache=not no_cache, report=say)
-        state = run_workflow(loaded, options)
+                             use_cache=not no_cache, report=say, progress=bars)
+        try:
+            state = run_workflow(loaded, options)
+        finally:
+            bars.close()
         if state.status == "failed":
             raise typer.Exit(1)

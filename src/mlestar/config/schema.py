@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from mlestar.config.catalog import METRICS, REMEDIES, normalize_metric, normalize_stage, suggest, stage_number
-from mlestar.config.units import UNIT_PARSERS, parse_duration, parse_fraction, parse_latency, parse_size
+from mlestar.config.units import UNIT_PARSERS, format_quantity, parse_duration, parse_fraction, parse_latency, parse_size
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 LatencySeconds = Annotated[float, BeforeValidator(parse_latency), Field(gt=0)]
@@ -109,7 +109,8 @@ class GateConfig(Section):
             )
         object.__setattr__(self, "stage", stage)
         object.__setattr__(self, "threshold", UNIT_PARSERS[spec.unit](self.threshold))
-        object.__setattr__(self, "name", self.name or f"{self.metric} {self.op} {self.threshold:g}")
+        readable = format_quantity(float(self.threshold), spec.unit)
+        object.__setattr__(self, "name", self.name or f"{self.metric} {self.op} {readable}")
         if self.on_fail.return_to and stage_number(self.on_fail.return_to) > stage_number(stage):
             raise ValueError(f"gate {self.name!r} cannot return to {self.on_fail.return_to!r}, a later stage")
         return self

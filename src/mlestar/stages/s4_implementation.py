@@ -42,7 +42,8 @@ class Implementation(Stage):
         model = build_model(plan).to(device)
         spec = spec_from_plan(plan, max_seconds=ctx.config.constraints.max_training_time)
         result = fit(model, split_to_tensors(dataset.train, prep, device), split_to_tensors(dataset.val, prep, device),
-                     spec, out_dir=ctx.out_dir, resume=ctx.resume, report=ctx.report)
+                     spec, out_dir=ctx.out_dir, resume=ctx.resume, report=ctx.report,
+                     progress=lambda done, total: ctx.progress("training epochs", done, total))
         if result.resumed_from:
             ctx.audit.append("training_resumed", stage=self.name, from_epoch=result.resumed_from)
         if result.stopped_early:

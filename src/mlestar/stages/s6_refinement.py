@@ -136,8 +136,12 @@ class Refinement(Stage):
                                     storage=f"sqlite:///{ctx.out_dir / 'study.db'}", load_if_exists=True,
                                     sampler=make_sampler(config, ctx.config.seed), pruner=make_pruner(config))
         started = time.time()
-        study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout,
-                       callbacks=[lambda s, t: ctx.report(f"  trial {t.number}: {t.state.name} {t.value}")])
+        def after_trial(study: Any, trial: Any) -> None:
+            value = "" if trial.value is None else f" val {trial.value:.4f}"
+            ctx.report(f"  trial {trial.number}: {trial.state.name.lower()}{value} {trial.params}")
+            ctx.progress("refinement trials", len(study.trials), config.n_trials)
+
+        study.optimize(objective, n_trials=config.n_trials, timeout=config.timeout, callbacks=[after_trial])
         trials = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
                    "epochs": len(t.intermediate_values)} for t in study.trials]
         return objective, {"trials": trials, "study_seconds": time.time() - started, "storage": "study.db"}

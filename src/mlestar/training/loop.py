@@ -178,7 +178,7 @@ class _Trainer:
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
         spec: TrainSpec, *, out_dir: Path | None = None, resume: bool = False,
         on_epoch: EpochCallback | None = None, report: Callable[[str], None] = lambda s: None,
-        tensorboard: bool = True) -> FitResult:
+        progress: Callable[[int, int], None] = lambda done, total: None, tensorboard: bool = True) -> FitResult:
     """Train ``model`` and return it with its best-validation weights loaded.
 
     With ``out_dir``, writes ``checkpoints/last.pt`` after every epoch and
@@ -199,6 +199,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
         for epoch in range(resumed_from + 1, spec.epochs + 1):
             row = _run_epoch(trainer, val, epoch)
             _log_epoch(writer, row, report, spec.epochs)
+            progress(epoch, spec.epochs)
             if ckpt_path is not None:
                 save_torch(trainer.state(), ckpt_path)
             if on_epoch is not None:

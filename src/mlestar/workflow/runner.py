@@ -49,6 +49,7 @@ class RunOptions:
         only_stage: execute just this stage (earlier ones must be done or cached).
         use_cache: reuse identical earlier executions (``False`` for reproduce).
         report: receives one line per event, for the CLI.
+        progress: receives ``(label, done, total)`` during long work, for a progress bar.
     """
 
     runs_dir: Path | None = None
@@ -57,6 +58,7 @@ class RunOptions:
     only_stage: str | None = None
     use_cache: bool = True
     report: Callable[[str], None] = field(default=lambda line: None)
+    progress: Callable[[str, int, int], None] = field(default=lambda label, done, total: None)
 
 
 def new_run_id(project: str) -> str:
@@ -149,7 +151,7 @@ class Runner:
     def _begin(self) -> None:
         event = "run_resumed" if self.options.resume else "run_started"
         self.audit.append(event, run_id=self.run_id, config_hash=self.state.data["config_hash"],
-                          options={k: v for k, v in vars(self.options).items() if k not in ("report", "runs_dir")})
+                          options={k: v for k, v in vars(self.options).items() if k not in ("report", "progress", "runs_dir")})
         for warning in self.warnings:
             self.audit.append("config_warning", message=warning)
         self.state.data["status"] = "running"
@@ -292,7 +294,8 @@ class Runner:
         return StageContext(config=self.config, run_id=self.run_id, run_dir=self.run_dir, out_dir=out_dir,
                             stage=stage.name, attempt=attempt, resume=resuming,
                             adjustments=list(self.state.data["adjustments"]), audit=self.audit,
-                            load_dataset=self._load_dataset, report=self.report)
+                            load_dataset=self._load_dataset, report=self.report,
+                            progress=self.options.progress)
 
     def _load_dataset(self) -> Any:
         if self._dataset is None:

@@ -48,6 +48,7 @@ class StageContext:
         audit: the run's audit trail; use :meth:`decide` for decisions.
         load_dataset: returns the run's dataset, loaded once per process.
         report: callback for progress lines (the CLI prints them).
+        progress: callback ``(label, done, total)`` for long work (the CLI draws a bar).
     """
 
     config: MlestarConfig
@@ -61,6 +62,7 @@ class StageContext:
     audit: AuditTrail
     load_dataset: Callable[[], Any]
     report: Callable[[str], None] = lambda message: None
+    progress: Callable[[str, int, int], None] = lambda label, done, total: None
     consumed: list[tuple[str, str, str]] = field(default_factory=list)
 
     def input(self, ref: str) -> Path:
