@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_tiny, tiny_config
+from tiny_workflow import run_tiny, tiny_config
 from mlestar.config.catalog import STAGE_ORDER, stage_folder
 from mlestar.errors import MlestarError
 from mlestar.tracking.audit import read_records
