@@ -51,3 +51,21 @@ def test_outputs_metrics_and_lineage_after_a_run(name: str, finished_run: tuple[
         record = records[f"{stage_folder(name)}/{out}"]
         assert record.sha256 == sha256_file(folder / out)
         assert record.size == (folder / out).stat().st_size
+
+
+def test_only_three_stages_may_read_the_test_split() -> None:
+    readers = {name for name in STAGES if stage_class(name).reads_test}
+    assert readers == {"situation_analysis", "evaluation", "deployment"}
+
+
+def test_stages_that_may_not_read_test_get_an_empty_test_split(tmp_path: Path) -> None:
+    from tiny_workflow import tiny_config
+
+    from mlestar.workflow.runner import RunOptions, Runner
+    from mlestar.workflow.stage import create_stage
+
+    runner = Runner(tiny_config(tmp_path / "runs"), RunOptions(runs_dir=tmp_path / "runs"))
+    for name, expect_test in (("implementation", False), ("refinement", False), ("evaluation", True)):
+        ctx = runner._context(create_stage(name), tmp_path / name, 1, False)
+        assert (len(ctx.dataset().test) > 0) is expect_test, name
+        assert len(ctx.dataset().train) > 0

@@ -96,6 +96,9 @@ METRICS: dict[str, MetricSpec] = {
     "imbalance_ratio": MetricSpec("situation_analysis", "number", False, "largest class count / smallest"),
     "unreadable_fraction": MetricSpec("situation_analysis", "fraction", False, "files that could not be decoded"),
     "leakage_fraction": MetricSpec("situation_analysis", "fraction", False, "test images also in train (exact)"),
+    "near_duplicate_fraction": MetricSpec("situation_analysis", "fraction", False,
+                                          "test images with a near-duplicate in train (perceptual hash)"),
+    "blocking_findings": MetricSpec("situation_analysis", "count", False, "data problems graded blocking"),
     # 2. task definition
     "estimated_epoch_time": MetricSpec("task_definition", "seconds", False, "probe-measured time of one epoch"),
     # 3. action planning

@@ -48,7 +48,9 @@ class DataConfig(Section):
     channels: Literal[1, 3] | None = Field(None, description="convert to 1 (gray) or 3 (RGB) channels")
     val_fraction: float = Field(0.1, gt=0, lt=0.5, description="share of train held out for validation")
     test_fraction: float = Field(0.2, gt=0, lt=0.5, description="share held out for test when the source has none")
-    max_per_class: int | None = Field(None, ge=2, description="cap images per class per split (quick runs)")
+    max_per_class: int | None = Field(None, ge=2, description="cap training images per class (quick runs)")
+    cache_dir: Path | None = Field(None, description="decoded-image cache; default $MLESTAR_CACHE_DIR or "
+                                                     "~/.cache/mlestar")
 
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
@@ -193,6 +195,15 @@ class RefinementConfig(Section):
         return value
 
 
+class EvaluationConfig(Section):
+    """Stage 5 options beyond what it always reports."""
+
+    tta: Literal["auto", "none", "flip"] = Field(
+        "auto", description="test-time augmentation, reported apart from plain accuracy; "
+                            "auto: flip when stage 1 found flips label-preserving")
+    gallery_size: int = Field(32, ge=0, le=256, description="misclassified test images shown")
+
+
 class ServeConfig(Section):
     """Where ``mlestar serve`` listens by default."""
 
@@ -220,6 +231,7 @@ class MlestarConfig(Section):
     gates: list[GateConfig] = Field(default_factory=list)
     remedies: list[str] = Field(default_factory=lambda: list(REMEDIES), description="remedies the runner may use")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     refinement: RefinementConfig = Field(default_factory=RefinementConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
 

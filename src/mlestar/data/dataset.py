@@ -8,7 +8,9 @@ normalized float tensors happens once, on the training device, in
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -69,6 +71,51 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file left out while loading: ``reason`` is one of ``REASONS``."""
+
+    path: str
+    reason: str
+    detail: str = ""
+
+    REASONS = ("zero-byte", "truncated", "unreadable", "not an image")
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What a loader saw and did, for stage 1 to report.
+
+    Attributes:
+        skipped: files left out, with why.
+        original_sizes: ``"WxH" -> count`` before conversion.
+        original_modes: PIL mode (``"RGB"``, ``"L"``, ``"RGBA"``, ``"P"``) -> count.
+        conversions: human-readable conversion -> count (``"RGBA->RGB"``, ``"28x28->32x32"``).
+        empty_classes: class folders that held no usable image, per split.
+        source: where the data came from (path, archive kind, cache hit or miss, seconds).
+    """
+
+    skipped: tuple[SkippedFile, ...] = ()
+    original_sizes: dict[str, int] = field(default_factory=dict)
+    original_modes: dict[str, int] = field(default_factory=dict)
+    conversions: dict[str, int] = field(default_factory=dict)
+    empty_classes: dict[str, list[str]] = field(default_factory=dict)
+    source: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"skipped": [vars(s) for s in self.skipped], "original_sizes": self.original_sizes,
+                "original_modes": self.original_modes, "conversions": self.conversions,
+                "empty_classes": self.empty_classes, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> LoadReport:
+        """Inverse of :meth:`to_dict` (the decoded-image cache stores reports as JSON)."""
+        return cls(skipped=tuple(SkippedFile(**s) for s in raw["skipped"]),
+                   original_sizes=dict(raw["original_sizes"]), original_modes=dict(raw["original_modes"]),
+                   conversions=dict(raw["conversions"]), empty_classes=dict(raw["empty_classes"]),
+                   source=dict(raw["source"]))
+
+
+@dataclass(frozen=True)
 class ImageDataset:
     """Train, validation and test splits with class names and provenance.
 
@@ -77,6 +124,7 @@ class ImageDataset:
         class_names: label index -> class name.
         fingerprint: sha256 over the source's content; part of every cache key.
         notes: what the loader did that a user should know (splits made, conversions).
+        report: files skipped, sizes and modes seen, conversions made.
     """
 
     name: str
@@ -86,6 +134,12 @@ class ImageDataset:
     class_names: tuple[str, ...]
     fingerprint: str
     notes: tuple[str, ...] = field(default=())
+    report: LoadReport = field(default_factory=LoadReport)
+
+    def without_test(self) -> ImageDataset:
+        """The same dataset with an empty test split, for stages that must not see it."""
+        empty = ImageSplit(self.test.images[:0], self.test.labels[:0])
+        return dataclasses.replace(self, test=empty)
 
     @property
     def num_classes(self) -> int:

@@ -294,3 +294,86 @@ def _message_figure(message: str) -> Figure:
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", **_PLAIN)
     return fig
+
+
+# --- data analysis (stage 1) -------------------------------------------------
+
+_HISTOGRAM_SAMPLE = 5_000  # images: enough for smooth histograms, fast on any dataset size
+_MEAN_GRID_COLUMNS = 10  # ten classes (CIFAR-10, digits) fit one row
+_CHANNEL_STYLES = {  # channel count -> (name, colour) per channel
+    1: (("gray", "gray"),),
+    2: (("gray", "gray"), ("alpha", "black")),
+    3: (("red", "tab:red"), ("green", "tab:green"), ("blue", "tab:blue")),
+    4: (("red", "tab:red"), ("green", "tab:green"), ("blue", "tab:blue"), ("alpha", "black")),
+}
+
+
+def plot_channel_histograms(images: np.ndarray, path: Path, *, max_images: int = _HISTOGRAM_SAMPLE,
+                            seed: int = 0) -> Path:
+    """Histogram of pixel values (0..255) for each channel, as the fraction of pixels per value.
+
+    ``images`` is ``(N, H, W, C)`` uint8 with ``C`` of 1 to 4. When there are
+    more than ``max_images`` images a random sample of that many is used
+    (same ``seed``, same sample) and the title says so. With no images the
+    figure says so. Returns ``path``.
+    """
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[-1] not in _CHANNEL_STYLES:
+        raise ValueError(f"images must be (N, H, W, C) with C in 1..4; got {images.shape}")
+    if len(images) == 0:
+        return _save(_message_figure("no images"), path)
+    sample = _sample_images(images, max_images, seed)
+    fig, ax = plt.subplots(figsize=(7.0, 4.0))
+    for channel, (name, colour) in enumerate(_CHANNEL_STYLES[images.shape[-1]]):
+        counts = np.bincount(sample[..., channel].ravel(), minlength=256)
+        ax.plot(np.arange(256), counts / max(counts.sum(), 1), color=colour, label=name, linewidth=1.2)
+    ax.set(xlim=(0, 255), xlabel="pixel value", ylabel="fraction of pixels")
+    shown = f"random sample of {len(sample):,} of {len(images):,} images" if len(sample) < len(images) \
+        else f"all {len(images):,} images"
+    ax.set_title(f"pixel values per channel ({shown})")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def _sample_images(images: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """``images`` itself when it has at most ``limit`` entries, else a seeded random subset in index order."""
+    if len(images) <= limit:
+        return images
+    chosen = np.sort(np.random.default_rng(seed).choice(len(images), size=limit, replace=False))
+    return images[chosen]
+
+
+def plot_mean_images(images: np.ndarray, labels: np.ndarray, class_names: list[str], path: Path, *,
+                     max_classes: int = 64) -> Path:
+    """A grid of the mean image of each class, titled with the class name and image count.
+
+    ``images`` is ``(N, H, W, C)`` uint8 (``C`` of 1, 3 or 4) aligned with
+    integer ``labels``. A class without images gets an empty tile. Only the
+    first ``max_classes`` classes are drawn (the title says when some are
+    left out). Returns ``path``.
+    """
+    images, labels = _check_images(images), np.asarray(labels)
+    shown = [str(name) for name in class_names][:max_classes]
+    if not shown:
+        return _save(_message_figure("no classes"), path)
+    cols = min(_MEAN_GRID_COLUMNS, len(shown))
+    rows = -(-len(shown) // cols)  # ceiling division
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.6, rows * 1.8 + 0.6), squeeze=False)
+    for index, ax in enumerate(axes.flat):
+        mean, count = _class_mean(images, labels, index) if index < len(shown) else (None, 0)
+        _show_image(ax, mean)
+        if index < len(shown):
+            ax.set_title(f"{_short(shown[index], 14)} ({count})", fontsize=8, **_PLAIN)
+    left_out = f" (first {len(shown)} of {len(class_names)} classes)" if len(shown) < len(class_names) else ""
+    fig.suptitle("mean image per class" + left_out)
+    return _save(fig, path)
+
+
+def _class_mean(images: np.ndarray, labels: np.ndarray, cls: int) -> tuple[np.ndarray | None, int]:
+    """``(mean image as uint8, image count)`` of class ``cls``; ``(None, 0)`` when it has no images."""
+    members = images[labels == cls]
+    if len(members) == 0:
+        return None, 0
+    mean = members.sum(axis=0, dtype=np.float64) / len(members)
+    return np.round(mean).astype(np.uint8), len(members)

@@ -16,13 +16,21 @@ from mlestar.config.schema import MlestarConfig
 from mlestar.config.units import format_quantity
 from mlestar.stages.common import DATASET_REF, checked_dataset, markdown_table
 from mlestar.utils.io import atomic_write_json, atomic_write_text
+from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 MODEL_REF = "implementation/model.pt"
+RECS_REF = "situation_analysis/recommendations.json"
+ANALYSIS_REF = "situation_analysis/analysis.json"
 
 
-def evaluate_on_test(model: Any, dataset: Any, prep: Any) -> tuple[dict[str, Any], np.ndarray]:
-    """Classification metrics on the test split; returns ``(metrics, probabilities)``."""
+def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: bool = False
+                     ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
+    """Classification metrics on the test split.
+
+    Returns ``(metrics, probabilities, tta_probabilities)``; with ``tta`` the
+    softmax of each image and its mirror image are averaged, reported apart.
+    """
     import torch
 
     from mlestar.evaluation.metrics import classification_metrics
@@ -30,10 +38,22 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any) -> tuple[dict[str, Any
 
     x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
     probs = predict_proba(model, x)
-    return classification_metrics(dataset.test.labels, probs, list(dataset.class_names)), probs
+    tta_probs = (probs + predict_proba(model, x.flip(3))) / 2 if tta else None
+    return classification_metrics(dataset.test.labels, probs, list(dataset.class_names)), probs, tta_probs
 
 
-def write_visuals(out_dir: Any, metrics: dict[str, Any], probs: np.ndarray, dataset: Any) -> None:
+def brightness_subsets(dataset: Any, probs: np.ndarray, edges: list[float]) -> list[dict[str, Any]]:
+    """Accuracy per brightness bucket, with bucket edges taken from stage 1 (train terciles)."""
+    from mlestar.data.analysis import bucket, image_stats
+
+    buckets = bucket(image_stats(dataset.test)["brightness"], tuple(edges))
+    correct = probs.argmax(1) == dataset.test.labels
+    names = (f"dark (< {edges[0]:.0f})", f"mid ({edges[0]:.0f}-{edges[1]:.0f})", f"bright (>= {edges[1]:.0f})")
+    return [{"subset": names[b], "n": int((buckets == b).sum()),
+             "accuracy": float(correct[buckets == b].mean()) if (buckets == b).any() else None} for b in range(3)]
+
+
+def write_visuals(out_dir: Any, metrics: dict[str, Any], probs: np.ndarray, dataset: Any, gallery: int) -> None:
     """Confusion matrices, reliability diagram and misclassified gallery."""
     from mlestar.evaluation.metrics import expected_calibration_error
     from mlestar.evaluation.plots import plot_confusion_matrix, plot_misclassified, plot_reliability_diagram
@@ -46,7 +66,7 @@ def write_visuals(out_dir: Any, metrics: dict[str, Any], probs: np.ndarray, data
     plot_reliability_diagram(bins, out_dir / "reliability_diagram.png")
     pred = probs.argmax(1)
     plot_misclassified(dataset.test.images, dataset.test.labels, pred, probs.max(1), names,
-                       out_dir / "misclassified.png")
+                       out_dir / "misclassified.png", max_images=gallery)
 
 
 def against_targets(config: MlestarConfig, values: dict[str, float | None]) -> list[list[Any]]:
@@ -71,11 +91,12 @@ class Evaluation(Stage):
 
     name = "evaluation"
     title = "Results evaluation"
-    config_paths = ("task", "gates", "seed")
-    inputs = (DATASET_REF, MODEL_REF)
-    outputs = ("metrics.json", "report.md", "confusion_matrix.png", "confusion_matrix_normalized.png",
+    config_paths = ("task", "gates", "seed", "evaluation")
+    inputs = (DATASET_REF, MODEL_REF, RECS_REF, ANALYSIS_REF)
+    outputs = ("metrics.json", "report.md", "report.html", "report.json", "confusion_matrix.png", "confusion_matrix_normalized.png",
                "reliability_diagram.png", "misclassified.png", "per_class.csv", "efficiency.json")
     code_modules = ("mlestar.evaluation", "mlestar.training.loop", "mlestar.stages.common")
+    reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:
         from mlestar.evaluation.efficiency import efficiency_report
@@ -83,22 +104,56 @@ class Evaluation(Stage):
 
         dataset, prep = checked_dataset(ctx)
         model, _ = load_model_file(ctx.input(MODEL_REF))
-        metrics, probs = evaluate_on_test(model, dataset, prep)
+        tta = use_tta(ctx)
+        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta)
         height, _, channels = dataset.image_shape
         eff = efficiency_report(model, (channels, height, height), latency_seconds=2.0, throughput_seconds=1.0)
-        write_visuals(ctx.out_dir, metrics, probs, dataset)
-        values = {"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
-                  "macro_precision": metrics["macro_precision"], "macro_recall": metrics["macro_recall"],
-                  "model_size": float(eff["model_size_bytes"]), "num_params": float(eff["num_params"]),
-                  "latency_p50": eff["latency_p50"], "latency_p95": eff["latency_p95"],
-                  "throughput": eff["throughput"], "peak_memory": float(eff["peak_memory"])}
-        atomic_write_json(ctx.out_dir / "metrics.json", {**metrics, "summary": values})
+        write_visuals(ctx.out_dir, metrics, probs, dataset, ctx.config.evaluation.gallery_size)
+        edges = ctx.read_json(ANALYSIS_REF)["brightness_terciles"]
+        extra = {"subsets": {"brightness": brightness_subsets(dataset, probs, edges)},
+                 "tta": None if tta_probs is None else
+                 {"kind": "flip", "accuracy": float((tta_probs.argmax(1) == dataset.test.labels).mean())},
+                 "mistakes": top_mistakes(dataset, probs, 20)}
+        values = summary_values(metrics, eff)
+        report = {**metrics, **extra, "summary": values, "efficiency": eff,
+                  "against_targets": against_targets(ctx.config, values)}
+        atomic_write_json(ctx.out_dir / "metrics.json", report)
         atomic_write_json(ctx.out_dir / "efficiency.json", eff)
         atomic_write_text(ctx.out_dir / "per_class.csv", per_class_csv(metrics["per_class"]))
-        atomic_write_text(ctx.out_dir / "report.md", render_report(ctx.config, metrics, values, eff))
+        write_report(ctx.out_dir, "report", "Results evaluation", render_report(report), report)
+        tta_note = f", flip-TTA {extra['tta']['accuracy']:.2%}" if extra["tta"] else ""
         return StageResult(metrics=values,
-                           summary=f"test accuracy {metrics['accuracy']:.2%}, macro F1 {metrics['macro_f1']:.3f}, "
-                                   f"{eff['num_params']:,} params, p95 latency {eff['latency_p95'] * 1000:.2f} ms")
+                           summary=f"test accuracy {metrics['accuracy']:.2%}{tta_note}, macro F1 "
+                                   f"{metrics['macro_f1']:.3f}, {eff['num_params']:,} params, "
+                                   f"p95 latency {eff['latency_p95'] * 1000:.2f} ms")
+
+
+def use_tta(ctx: StageContext) -> bool:
+    """Flip TTA when asked, or on auto when stage 1 found flips label-preserving."""
+    choice = ctx.config.evaluation.tta
+    if choice == "auto":
+        return bool(ctx.read_json(RECS_REF)["augmentation"]["flip_safe"])
+    return choice == "flip"
+
+
+def summary_values(metrics: dict[str, Any], eff: dict[str, Any]) -> dict[str, float]:
+    """The catalogued stage 5 metrics, in base units."""
+    return {"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
+            "macro_precision": metrics["macro_precision"], "macro_recall": metrics["macro_recall"],
+            "model_size": float(eff["model_size_bytes"]), "num_params": float(eff["num_params"]),
+            "latency_p50": eff["latency_p50"], "latency_p95": eff["latency_p95"],
+            "throughput": eff["throughput"], "peak_memory": float(eff["peak_memory"])}
+
+
+def top_mistakes(dataset: Any, probs: np.ndarray, limit: int) -> list[dict[str, Any]]:
+    """The most confident mistakes: reference, true and predicted class, confidence."""
+    pred = probs.argmax(1)
+    wrong = np.flatnonzero(pred != dataset.test.labels)
+    order = wrong[np.argsort(-probs[wrong, pred[wrong]])][:limit]
+    names = dataset.class_names
+    return [{"image": dataset.test.paths[i] if dataset.test.paths else f"test[{i}]",
+             "true": names[dataset.test.labels[i]], "predicted": names[pred[i]],
+             "confidence": float(probs[i, pred[i]])} for i in order]
 
 
 def per_class_csv(rows: list[dict[str, Any]]) -> str:
@@ -113,25 +168,32 @@ def per_class_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def render_report(config: MlestarConfig, metrics: dict[str, Any], values: dict[str, float],
-                  eff: dict[str, Any]) -> str:
-    """``report.md`` of stage 5."""
+def render_report(report: dict[str, Any]) -> str:
+    """The Markdown of stage 5's report (also rendered to HTML)."""
+    eff = report["efficiency"]
     per_class = markdown_table(["class", "precision", "recall", "F1", "support"],
                                [[r["class"], r["precision"], r["recall"], r["f1"], r["support"]]
-                                for r in metrics["per_class"]])
-    confused = "".join(f"- {p['true']} -> {p['predicted']}: {p['count']}\n" for p in metrics["most_confused"])
-    confused = confused or "- none\n"
-    targets = against_targets(config, values)
+                                for r in report["per_class"]])
+    confused = "".join(f"- {p['true']} -> {p['predicted']}: {p['count']}\n" for p in report["most_confused"])
+    targets = report["against_targets"]
     target_table = markdown_table(["metric", "value", "target", "verdict"], targets) if targets else "none set"
-    return (f"# Results evaluation (test split, {metrics['n']} images)\n\n"
-            f"- accuracy {metrics['accuracy']:.4f}, balanced accuracy {metrics['balanced_accuracy']:.4f}\n"
-            f"- macro precision/recall/F1 {metrics['macro_precision']:.4f} / {metrics['macro_recall']:.4f} / "
-            f"{metrics['macro_f1']:.4f}; weighted F1 {metrics['weighted_f1']:.4f}\n"
-            f"- expected calibration error {metrics['ece']:.4f}\n\n"
+    subsets = markdown_table(["brightness bucket (stage 1 train terciles)", "images", "accuracy"],
+                             [[b["subset"], b["n"], "-" if b["accuracy"] is None else b["accuracy"]]
+                              for b in report["subsets"]["brightness"]])
+    topk = next((k for k in report if k.startswith("top") and k.endswith("_accuracy")), None)
+    tta = (f"- flip test-time augmentation: accuracy {report['tta']['accuracy']:.4f} (reported apart; "
+           "the plain accuracy above is the headline)\n" if report["tta"] else "- test-time augmentation: off\n")
+    return (f"# Results evaluation (test split, {report['n']} images)\n\n"
+            f"- accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"
+            + (f", {topk.replace('_', ' ')} {report[topk]:.4f}" if topk else "") + "\n"
+            f"- macro precision/recall/F1 {report['macro_precision']:.4f} / {report['macro_recall']:.4f} / "
+            f"{report['macro_f1']:.4f}; weighted F1 {report['weighted_f1']:.4f}\n"
+            f"- expected calibration error {report['ece']:.4f}\n{tta}\n"
             f"## Against targets and gates\n\n{target_table}\n\n## Per class\n\n{per_class}\n\n"
-            f"## Most confused pairs\n\n{confused}\n"
-            f"![confusion matrix](confusion_matrix.png)\n\n![reliability](reliability_diagram.png)\n\n"
-            f"![mistakes](misclassified.png)\n\n## Efficiency\n\n"
+            f"## Most confused pairs\n\n{confused or '- none'}\n\n"
+            f"![confusion matrix](confusion_matrix.png)\n\n![row-normalized](confusion_matrix_normalized.png)\n\n"
+            f"## By subset\n\n{subsets}\n\n## Calibration\n\n![reliability](reliability_diagram.png)\n\n"
+            f"## Most confident mistakes\n\n![mistakes](misclassified.png)\n\n## Efficiency\n\n"
             f"- parameters {eff['num_params']:,}; size {eff['model_size_bytes'] / 1e6:.3f} MB; "
             f"FLOPs/image {eff['flops']:,}\n"
             f"- latency batch 1: p50 {eff['latency_p50'] * 1000:.2f} ms, p95 {eff['latency_p95'] * 1000:.2f} ms\n"

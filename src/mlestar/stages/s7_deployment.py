@@ -45,7 +45,7 @@ def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple
     from mlestar.stages.s5_evaluation import evaluate_on_test
 
     dataset, prep = checked_dataset(ctx)
-    metrics, _ = evaluate_on_test(model, dataset, prep)
+    metrics, _, _ = evaluate_on_test(model, dataset, prep)
     return ({"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
             "refined model, evaluated once on test at deployment")
 
@@ -60,6 +60,7 @@ class Deployment(Stage):
     inputs = (DATASET_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
     outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md")
     code_modules = ("mlestar.deploy", "mlestar.stages.common", "mlestar.stages.s5_evaluation")
+    reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:
         import torch

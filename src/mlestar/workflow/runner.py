@@ -294,13 +294,17 @@ class Runner:
         return StageContext(config=self.config, run_id=self.run_id, run_dir=self.run_dir, out_dir=out_dir,
                             stage=stage.name, attempt=attempt, resume=resuming,
                             adjustments=list(self.state.data["adjustments"]), audit=self.audit,
-                            load_dataset=self._load_dataset, report=self.report,
+                            load_dataset=self._load_dataset if stage.reads_test else self._load_without_test,
+                            report=self.report,
                             progress=self.options.progress)
 
     def _load_dataset(self) -> Any:
         if self._dataset is None:
             self._dataset = load_dataset(self.config.data, self.config.seed)
         return self._dataset
+
+    def _load_without_test(self) -> Any:
+        return self._load_dataset().without_test()
 
     def _check_outputs(self, stage: Stage, out_dir: Path, result: StageResult) -> None:
         missing = [out for out in stage.outputs if not (out_dir / out).exists()]

@@ -105,6 +105,8 @@ class Stage(ABC):
         code_modules: modules whose source is part of its cache key.
         uses_adjustments: True when remedies change what it does (the planner).
         uses_data_fingerprint: True when the raw data's fingerprint is part of its cache key.
+        reads_test: True when the stage may see the test split; for every other stage
+            ``ctx.dataset()`` has an empty test split, so no choice can depend on it.
     """
 
     name: ClassVar[str]
@@ -115,6 +117,7 @@ class Stage(ABC):
     code_modules: ClassVar[tuple[str, ...]] = ()
     uses_adjustments: ClassVar[bool] = False
     uses_data_fingerprint: ClassVar[bool] = False
+    reads_test: ClassVar[bool] = False
 
     @abstractmethod
     def run(self, ctx: StageContext) -> StageResult:
