@@ -85,6 +85,38 @@ def split_train_val_test(
     return pool.subset(rest[train_idx]), pool.subset(rest[val_idx]), pool.subset(test), notes
 
 
+def hold_out(split: ImageSplit, fraction: float, seed: int) -> tuple[ImageSplit, ImageSplit]:
+    """Split ``split`` into ``(kept, held_out)``, holding out a stratified, seeded ``fraction``.
+
+    Paths follow their images. Classes with one image stay on the kept side.
+    """
+    keep, held = stratified_split(split.labels, fraction, seed)
+    return split.subset(keep), split.subset(held)
+
+
+def complete_splits(
+    train: ImageSplit, val: ImageSplit | None, test: ImageSplit | None, config: DataConfig, seed: int
+) -> tuple[ImageSplit, ImageSplit, ImageSplit, list[str]]:
+    """Fill in the splits a source lacks, then cap training images per class.
+
+    Same order and seeds as :func:`split_train_val_test`: a missing test split
+    is held out of train first (``seed``), then a missing validation split
+    (``seed + 1``). Returns the three splits and a note for each thing done.
+    """
+    notes: list[str] = []
+    if test is None:
+        train, test = hold_out(train, config.test_fraction, seed)
+        notes.append(f"no test split in the source: held out a stratified {config.test_fraction:.0%} "
+                     f"of train (seed {seed})")
+    if val is None:
+        train, val = hold_out(train, config.val_fraction, seed + 1)
+        notes.append(f"validation: a stratified {config.val_fraction:.0%} of train (seed {seed + 1})")
+    if config.max_per_class is not None:
+        train = cap_per_class(train, config.max_per_class, seed)
+        notes.append(f"training capped at {config.max_per_class} images per class (data.max_per_class)")
+    return train, val, test, notes
+
+
 def _digits_fingerprint(config: DataConfig) -> str:
     """Hash scikit-learn's bundled digits file without importing scikit-learn (fast re-runs)."""
     spec = importlib.util.find_spec("sklearn")
