@@ -7,7 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from mlestar.data.cache import CACHE_ENV
 from tiny_workflow import run_tiny
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Tests never touch ~/.cache: each gets its own decoded-image cache (``$MLESTAR_CACHE_DIR``)."""
+    folder = tmp_path / "env-cache"
+    monkeypatch.setenv(CACHE_ENV, str(folder))
+    return folder
 
 
 @pytest.fixture(scope="session")

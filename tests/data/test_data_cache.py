@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_trees import archive, put, rgb_png, write_messy_tree
+from image_trees import archive, put, rgb_png, write_messy_tree
 from mlestar.config.schema import DataConfig
 from mlestar.data import data_fingerprint, load_dataset
 from mlestar.data.cache import cache_key, cache_root

@@ -10,7 +10,7 @@ from urllib.error import URLError
 import numpy as np
 import pytest
 
-from data_trees import write_fake_cifar
+from image_trees import write_fake_cifar
 from mlestar.config.schema import DataConfig
 from mlestar.data import data_fingerprint, load_dataset
 from mlestar.data.cifar10 import read_batch

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from data_trees import encode, pixels, rgb_jpeg, rgb_png
+from image_trees import encode, pixels, rgb_jpeg, rgb_png
 from mlestar.data.decode import Target, conform, decode_all, decode_image, is_image_name
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_trees import (MESSY_CLASSES, MESSY_CONVERSIONS, MESSY_MODES, MESSY_SIZES, MESSY_SKIPPED,
+from image_trees import (MESSY_CLASSES, MESSY_CONVERSIONS, MESSY_MODES, MESSY_SIZES, MESSY_SKIPPED,
                         MESSY_TEST_COUNTS, MESSY_TRAIN_COUNTS, archive, put, rgb_png, write_flat_tree,
                         write_messy_tree)
 from mlestar.config.schema import DataConfig

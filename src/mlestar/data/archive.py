@@ -74,6 +74,23 @@ def source_kind(path: Path) -> str:
                     hint="point data.path at an image folder or an archive of one")
 
 
+def check_readable(path: Path) -> str:
+    """:func:`source_kind`, plus a cheap header check that an archive really is one.
+
+    Raises:
+        DataError: the archive's header is not tar or zip.
+    """
+    import tarfile
+    import zipfile
+
+    kind = source_kind(path)
+    ok = {"directory": lambda p: True, "tar": tarfile.is_tarfile, "zip": zipfile.is_zipfile}[kind](path)
+    if not ok:
+        raise DataError(f"data path {path} is not a readable {kind} archive",
+                        hint="re-create the archive, or point data.path at the extracted folder")
+    return kind
+
+
 def archive_stem(path: Path) -> str:
     """``path``'s name without an archive suffix: ``cifar10-jpeg.tar.gz`` -> ``cifar10-jpeg``."""
     lowered = path.name.lower()

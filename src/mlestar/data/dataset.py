@@ -9,6 +9,7 @@ normalized float tensors happens once, on the training device, in
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -150,11 +151,32 @@ class ImageDataset:
         """``(H, W, C)`` of every image."""
         return tuple(self.train.images.shape[1:])  # type: ignore[return-value]
 
+    @functools.cached_property
+    def _channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        return self._compute_channel_stats()
+
     def channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the training images on the 0..1 scale."""
-        pixels = self.train.images.reshape(-1, self.train.images.shape[-1]).astype(np.float64) / 255.0
-        std = np.maximum(pixels.std(axis=0), 1e-3)  # a constant channel must not divide by zero
-        return tuple(float(m) for m in pixels.mean(axis=0)), tuple(float(s) for s in std)
+        """Per-channel mean and std of the training images on the 0..1 scale (computed once)."""
+        return self._channel_stats
+
+    def _compute_channel_stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """Per-channel mean and std of the training images on the 0..1 scale.
+
+        Computed exactly from a 256-bin histogram per channel: converting all
+        of CIFAR-10's 138 M values to float64 took seconds, counting them takes
+        a fraction of that.
+        """
+        channels = self.train.images.shape[-1]
+        flat = self.train.images.reshape(-1, channels)
+        levels = np.arange(256, dtype=np.float64) / 255.0
+        means, stds = [], []
+        for c in range(channels):
+            hist = np.bincount(flat[:, c], minlength=256).astype(np.float64)
+            mean = float(hist @ levels / hist.sum())
+            var = float(hist @ (levels - mean) ** 2 / hist.sum())
+            means.append(mean)
+            stds.append(max(var**0.5, 1e-3))  # a constant channel must not divide by zero
+        return tuple(means), tuple(stds)
 
     def preprocessing(self) -> Preprocessing:
         """The normalization a model trained on this dataset expects."""

@@ -45,6 +45,7 @@ from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, iter_entries
 from mlestar.data.cache import DecodedSource, cache_key, cached_decode
 from mlestar.data.dataset import ImageDataset, ImageSplit, LoadReport, SkippedFile
 from mlestar.data.decode import CHUNK, Decoded, Payload, Target, conform, decode_all, is_image_name, natural_channels
+from mlestar.data.archive import check_readable
 from mlestar.data.sources import complete_splits, register_source
 from mlestar.errors import DataError
 
@@ -119,7 +120,12 @@ class _Scan:
 
 
 def _fingerprint(config: DataConfig) -> str:
-    """The decoded-image cache key: archive sha256 or folder stat hash, plus conversion settings."""
+    """The decoded-image cache key: archive sha256 or folder stat hash, plus conversion settings.
+
+    Also checks that the path exists and an archive is one, so the runner's
+    pre-flight refuses bad paths before any run folder exists.
+    """
+    check_readable(Path(config.path))  # type: ignore[arg-type]
     return cache_key(config)
 
 

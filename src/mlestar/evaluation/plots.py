@@ -150,14 +150,21 @@ def plot_sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[s
     rng = np.random.default_rng(seed)
     shown = list(class_names)[:max_classes]
     rows, cols = max(len(shown), 1), max(per_class, 1)
-    fig, axes = plt.subplots(rows, cols, figsize=(min(cols * 1.0 + 1.5, _MAX_FIG_INCHES),
-                                                  min(rows * 1.0, _MAX_FIG_INCHES)), squeeze=False)
-    for cls, name in enumerate(shown):
+    # One mosaic drawn with one imshow: 80 separate axes took seconds to render on CIFAR-10.
+    height, width, channels = images.shape[1:]
+    gap = max(1, height // 8)
+    mosaic = np.full((rows * (height + gap), cols * (width + gap), channels), 255, dtype=np.uint8)
+    for cls in range(len(shown)):
         index = np.flatnonzero(labels == cls)
         chosen = rng.choice(index, size=min(per_class, len(index)), replace=False) if len(index) else index
-        for col, ax in enumerate(axes[cls]):
-            _show_image(ax, images[chosen[col]] if col < len(chosen) else None)
-        axes[cls][0].set_ylabel(_short(name), rotation=0, ha="right", va="center", fontsize=9, **_PLAIN)
+        for col, i in enumerate(chosen):
+            top, left = cls * (height + gap), col * (width + gap)
+            mosaic[top:top + height, left:left + width] = images[i]
+    fig, ax = plt.subplots(figsize=(min(cols * 1.0 + 1.5, _MAX_FIG_INCHES), min(rows * 1.0, _MAX_FIG_INCHES)))
+    _show_image(ax, mosaic)
+    ax.set_yticks([(r + 0.5) * (height + gap) for r in range(len(shown))])
+    ax.set_yticklabels([_short(name) for name in shown], fontsize=9, **_PLAIN)
+    ax.tick_params(axis="y", length=0)
     return _save(fig, path)
 
 

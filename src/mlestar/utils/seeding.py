@@ -8,8 +8,8 @@ import random
 import numpy as np
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's ``random``, NumPy's global RNG and PyTorch (CPU and CUDA).
+def seed_everything(seed: int, *, torch: bool = True) -> None:
+    """Seed Python's ``random``, NumPy's global RNG and, with ``torch``, PyTorch (CPU and CUDA).
 
     Called by the runner before every stage, so a stage's randomness depends
     only on the seed, not on what ran before it in the process (a resumed or
@@ -18,6 +18,7 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    import torch
+    if torch:  # importing torch costs seconds; stages that never touch it skip this
+        import torch as _torch
 
-    torch.manual_seed(seed)  # also seeds every CUDA device
+        _torch.manual_seed(seed)  # also seeds every CUDA device

@@ -77,6 +77,7 @@ def preflight(loaded: LoadedConfig) -> None:
     if data.path is not None and not Path(data.path).exists() and not data.download:
         raise MlestarError(f"data path {data.path} does not exist",
                            hint="fix data.path in the config (a folder, .tar, .tar.gz or .zip)")
+    data_fingerprint(data)  # each source checks its own input here (an archive that is not one)
 
 
 class Runner:
@@ -281,7 +282,7 @@ class Runner:
         self.audit.append("stage_started", stage=stage.name, attempt=attempt, resumed=resuming,
                           fingerprint=fingerprint)
         self.report(f"[{stage_folder(stage.name)}] {stage.title}" + (" (resumed)" if resuming else ""))
-        seed_everything(self.config.seed)
+        seed_everything(self.config.seed, torch=stage.uses_torch)
         try:
             result = stage.run(ctx)
             self._check_outputs(stage, out_dir, result)

@@ -107,6 +107,7 @@ class Stage(ABC):
         uses_data_fingerprint: True when the raw data's fingerprint is part of its cache key.
         reads_test: True when the stage may see the test split; for every other stage
             ``ctx.dataset()`` has an empty test split, so no choice can depend on it.
+        uses_torch: False when the stage never imports torch (the runner then skips seeding it).
     """
 
     name: ClassVar[str]
@@ -118,6 +119,7 @@ class Stage(ABC):
     uses_adjustments: ClassVar[bool] = False
     uses_data_fingerprint: ClassVar[bool] = False
     reads_test: ClassVar[bool] = False
+    uses_torch: ClassVar[bool] = True
 
     @abstractmethod
     def run(self, ctx: StageContext) -> StageResult:
