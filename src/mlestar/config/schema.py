@@ -198,9 +198,9 @@ class RefinementConfig(Section):
 class EvaluationConfig(Section):
     """Stage 5 options beyond what it always reports."""
 
-    tta: Literal["auto", "none", "flip"] = Field(
-        "auto", description="test-time augmentation, reported apart from plain accuracy; "
-                            "auto: flip when stage 1 found flips label-preserving")
+    tta: Literal["auto", "none", "flip", "flip_translate"] = Field(
+        "auto", description="test-time augmentation, reported apart from plain accuracy; auto: the recipe's "
+                            "(airbench: flip_translate) when stage 1 found flips label-preserving, else none")
     gallery_size: int = Field(32, ge=0, le=256, description="misclassified test images shown")
 
 

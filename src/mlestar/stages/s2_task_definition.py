@@ -7,7 +7,6 @@ the time of one epoch, which is compared with the training-time budget.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from mlestar.config.catalog import METRICS
@@ -19,8 +18,6 @@ from mlestar.workflow.stage import Stage, StageContext, StageResult, register_st
 
 REFERENCE_MODEL = "small_cnn"  # stage 3 scales its estimate by the planned model's FLOPs relative to this
 PROBE_BATCH = 64
-PROBE_MIN_STEPS = 8  # oneDNN and the allocator warm up over the first steps; only the later half is timed
-PROBE_MIN_SECONDS = 1.0
 
 
 def probe_throughput(image_shape: list[int], num_classes: int, config: MlestarConfig) -> dict[str, Any]:
@@ -29,35 +26,20 @@ def probe_throughput(image_shape: list[int], num_classes: int, config: MlestarCo
 
     from mlestar.evaluation.efficiency import count_flops
     from mlestar.models import create_model
-    from mlestar.training.precision import autocast_dtype, choose_device, choose_precision
+    from mlestar.training.precision import choose_device, choose_precision
+    from mlestar.training.probe import train_throughput
 
     if config.training.num_threads:
         torch.set_num_threads(config.training.num_threads)
     device = choose_device(config.training.device)
-    precision, _ = choose_precision(config.training.precision, device)
+    precision, why = choose_precision(config.training.precision, device)
     height, _, channels = image_shape
-    model = create_model(REFERENCE_MODEL, num_classes=num_classes, in_channels=channels, image_size=height).to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    x = torch.randn(PROBE_BATCH, channels, height, height, device=device)
-    y = torch.randint(0, num_classes, (PROBE_BATCH,), device=device)
-    dtype = autocast_dtype(precision)
-    timings: list[float] = []
-    began = time.perf_counter()
-    while len(timings) < PROBE_MIN_STEPS or time.perf_counter() - began < PROBE_MIN_SECONDS:
-        start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        timings.append(time.perf_counter() - start)
-    steady = sorted(timings[len(timings) // 2:])
-    step = steady[len(steady) // 2]
-    return {"images_per_second": PROBE_BATCH / step, "device": device.type, "precision": precision,
-            "reference_model": REFERENCE_MODEL, "threads": torch.get_num_threads(),
-            "reference_flops": count_flops(model.cpu(), (channels, height, height))}
+    model = create_model(REFERENCE_MODEL, num_classes=num_classes, in_channels=channels, image_size=height)
+    flops = count_flops(model, (channels, height, height))
+    measured = train_throughput(model, (channels, height, height), num_classes, batch_size=PROBE_BATCH,
+                                device=device, precision=precision)
+    return {**measured, "device": device.type, "precision": precision, "precision_reason": why,
+            "reference_model": REFERENCE_MODEL, "threads": torch.get_num_threads(), "reference_flops": flops}
 
 
 def describe_gates(config: MlestarConfig) -> list[dict[str, Any]]:

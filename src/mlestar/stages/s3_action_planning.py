@@ -33,47 +33,127 @@ class Plan:
         self.reasons[key] = reason
 
 
-def choose_model(config: MlestarConfig, image_size: int) -> tuple[str, str]:
-    """The registered model to train and why."""
-    from mlestar.models import list_models, model_info
+MIN_GOOD_EPOCHS = 8      # a recipe run shorter than this loses more than a smaller model does
+EPOCH_OVERHEAD = 1.1     # validation and checkpointing add about 10% to each epoch
+MAX_EPOCH_FACTOR = 2     # with time to spare, train up to 2x the recipe's epochs rather than idle
 
+
+def choose_model(config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any]
+                 ) -> tuple[str, str, dict[str, Any]]:
+    """The model to train, why, and the throughput probes behind the choice."""
+    from mlestar.models import model_info
+    from mlestar.training.recipes import AIRBENCH_MODELS
+
+    height = record["image_shape"][0]
     if config.training.model != "auto":
         model_info(config.training.model)  # raises with a suggestion when unknown
-        return config.training.model, "set in the config"
-    fitting = [name for name in list_models() if model_info(name).min_image_size <= image_size]
-    name = "small_cnn" if "small_cnn" in fitting else fitting[0]
-    return name, f"{image_size}px images: {model_info(name).description}"
+        return config.training.model, "set in the config", {}
+    if height < model_info(AIRBENCH_MODELS[0]).min_image_size:
+        return "small_cnn", f"{height}px images are too small for the airbench nets' pooling", {}
+    budget = config.constraints.max_training_time
+    if budget is None:
+        return "airbench", "no time limit: the airbench94 shape", {}
+    probes = {name: probe_candidate(name, record, spec, config) for name in AIRBENCH_MODELS}
+    return pick_by_budget(probes, budget, record["splits"]["train"]["size"]) + (probes,)
 
 
-def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any], spec: dict[str, Any]) -> Plan:
-    """Every training setting chosen from config, recommendations and probe, before remedies."""
+def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], config: MlestarConfig
+                    ) -> dict[str, Any]:
+    """Measured training images/s of one candidate, with the recipe's layout and the planned precision."""
+    import torch
+
+    from mlestar.models import create_model
+    from mlestar.training.probe import train_throughput
+
+    height, _, channels = record["image_shape"]
+    model = create_model(name, num_classes=len(record["class_names"]), in_channels=channels, image_size=height,
+                         width=config.training.width)
+    return train_throughput(model, (channels, height, height), len(record["class_names"]), batch_size=256,
+                            device=torch.device(spec["probe"]["device"]), precision=spec["probe"]["precision"],
+                            channels_last=True)
+
+
+def pick_by_budget(probes: dict[str, dict[str, Any]], budget: float, n_train: int) -> tuple[str, str]:
+    """Largest candidate that fits ``MIN_GOOD_EPOCHS`` in the budget; else the smallest."""
+    fits = {name: int(budget / (EPOCH_OVERHEAD * n_train / p["images_per_second"])) for name, p in probes.items()}
+    good = [name for name in probes if fits[name] >= MIN_GOOD_EPOCHS]
+    name = good[-1] if good else next(iter(probes))
+    ips = probes[name]["images_per_second"]
+    why = (f"largest candidate with >= {MIN_GOOD_EPOCHS} epochs in {budget:.0f}s at the measured {ips:.0f} img/s"
+           if good else f"no candidate fits {MIN_GOOD_EPOCHS} epochs in {budget:.0f}s; the smallest does most")
+    return name, why + " (" + ", ".join(f"{n}: {fits[n]} epochs" for n in probes) + ")"
+
+
+def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any], spec: dict[str, Any]
+              ) -> tuple[Plan, dict[str, Any]]:
+    """Every training setting chosen from config, recipe, recommendations and probes, before remedies."""
     from mlestar.models import model_info
+    from mlestar.training.recipes import airbench_settings, recipe_for
 
     t = config.training
     plan = Plan()
     height, _, channels = record["image_shape"]
-    model, why = choose_model(config, height)
+    model, why, probes = choose_model(config, record, spec)
+    recipe = recipe_for(model)
     plan.set("model", model, why)
+    plan.set("recipe", recipe, "the recipe this model family is tuned with")
     plan.set("width", t.width or model_info(model).default_width, "set in the config" if t.width else "model default")
+    given = t.model_fields_set
+    defaults = airbench_settings(t.batch_size if "batch_size" in given else None) if recipe == "airbench" else {}
     for key in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay",
                 "label_smoothing", "schedule"):
-        plan.set(key, getattr(t, key), "set in the config")
-    aug = recs["augmentation"]
-    plan.set("augmentation", aug["choice"] if t.augmentation == "auto" else t.augmentation,
-             f"stage 1: {aug['reason']}" if t.augmentation == "auto" else "set in the config")
-    plan.set("translate_pad", aug["translate_pad"], f"stage 1: {aug['reason']}")
-    plan.set("flip_safe", aug["flip_safe"], f"stage 1: {aug['reason']}")
+        from_recipe = key in defaults and key not in given
+        plan.set(key, defaults[key] if from_recipe else getattr(t, key),
+                 f"{recipe} recipe" if from_recipe else "set in the config")
+    for key, value in defaults.items():
+        if key not in plan.values and key not in ("augmentation", "translate_pad"):
+            plan.set(key, value, f"{recipe} recipe")
+    _augmentation(plan, t.augmentation, recs["augmentation"], defaults)
+    _fit_epochs(plan, config, probes, record, given)
+    _rest(plan, config, record, recs, spec)
+    return plan, probes
+
+
+def _augmentation(plan: Plan, configured: str, rec: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Augmentation: the config's, else stage 1's recommendation (the recipe's pad when it has one)."""
+    if configured != "auto":
+        plan.set("augmentation", configured, "set in the config")
+    else:
+        plan.set("augmentation", rec["choice"], f"stage 1: {rec['reason']}")
+    pad = defaults.get("translate_pad", rec["translate_pad"])
+    plan.set("translate_pad", pad, "recipe" if "translate_pad" in defaults else f"stage 1: {rec['reason']}")
+    plan.set("flip_safe", rec["flip_safe"], f"stage 1: {rec['reason']}")
+    if not rec["flip_safe"] and plan.values.get("alternating_flip"):
+        plan.set("alternating_flip", False, "stage 1: flips would change the label")
+
+
+def _fit_epochs(plan: Plan, config: MlestarConfig, probes: dict[str, Any], record: dict[str, Any],
+                given: set[str]) -> None:
+    """With a probe and no epochs in the config: as many epochs as the budget holds (up to 2x the recipe)."""
+    budget = config.constraints.max_training_time
+    if "epochs" in given or not probes or budget is None:
+        return
+    ips = probes[plan.values["model"]]["images_per_second"]
+    epoch_s = EPOCH_OVERHEAD * record["splits"]["train"]["size"] / ips
+    epochs = max(1, min(int(budget / epoch_s), MAX_EPOCH_FACTOR * plan.values["epochs"]))
+    plan.set("epochs", epochs, f"{budget:.0f}s budget / {epoch_s:.1f}s per measured epoch")
+
+
+def _rest(plan: Plan, config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any],
+          spec: dict[str, Any]) -> None:
+    t = config.training
     weighting = recs["class_weighting"]
     plan.set("class_weighting", weighting["choice"] if t.class_weighting == "auto" else t.class_weighting,
              f"stage 1: {weighting['reason']}" if t.class_weighting == "auto" else "set in the config")
     plan.set("precision", spec["probe"]["precision"] if t.precision == "auto" else t.precision,
-             f"measured in stage 2 on {spec['probe']['device']}" if t.precision == "auto" else "set in the config")
+             spec["probe"].get("precision_reason", "measured in stage 2") if t.precision == "auto"
+             else "set in the config")
     plan.set("device", spec["probe"]["device"], "where stage 2 measured")
     plan.set("num_threads", t.num_threads, "set in the config" if t.num_threads else "all cores")
+    height, _, channels = record["image_shape"]
     plan.set("image_size", height, "stage 1")
     plan.set("in_channels", channels, "stage 1")
     plan.set("num_classes", len(record["class_names"]), "stage 1")
-    return plan
 
 
 def apply_adjustments(plan: Plan, adjustments: list[dict[str, Any]]) -> list[str]:
@@ -86,36 +166,45 @@ def apply_adjustments(plan: Plan, adjustments: list[dict[str, Any]]) -> list[str
     return changes
 
 
-def estimate(plan: Plan, record: dict[str, Any], spec: dict[str, Any]) -> tuple[int, float]:
-    """(parameters, estimated training seconds) of the plan, scaled from the stage 2 probe by FLOPs."""
+def estimate(plan: Plan, record: dict[str, Any], spec: dict[str, Any], probes: dict[str, Any] | None = None
+             ) -> tuple[int, float]:
+    """(parameters, estimated training seconds) of the plan.
+
+    From the stage 3 probe of the planned model when there is one, else the
+    stage 2 reference probe scaled by the FLOPs ratio.
+    """
     from mlestar.evaluation.efficiency import count_flops
-    from mlestar.models import count_params, create_model
+    from mlestar.models import count_params, create_model, model_info
 
     v = plan.values
     model = create_model(v["model"], num_classes=v["num_classes"], in_channels=v["in_channels"],
                          image_size=v["image_size"], width=v["width"])
+    probe = (probes or {}).get(v["model"])
+    if probe is not None and v["width"] == model_info(v["model"]).default_width:
+        seconds = v["epochs"] * EPOCH_OVERHEAD * record["splits"]["train"]["size"] / probe["images_per_second"]
+        return count_params(model), seconds
     flops = count_flops(model, (v["in_channels"], v["image_size"], v["image_size"]))
     ratio = flops / max(spec["probe"]["reference_flops"], 1)
     seconds = v["epochs"] * spec["estimated_epoch_time_s"] * ratio
     return count_params(model), seconds
 
 
-def fit_constraints(plan: Plan, config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any]
-                    ) -> tuple[int, float, list[str]]:
+def fit_constraints(plan: Plan, config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any],
+                    probes: dict[str, Any]) -> tuple[int, float, list[str]]:
     """Shrink width to fit the size limit and epochs to fit the time limit; returns what changed."""
     notes = []
-    params, seconds = estimate(plan, record, spec)
+    params, seconds = estimate(plan, record, spec, probes)
     limit = config.constraints.max_model_size
     while limit and params * BYTES_PER_PARAM > limit and plan.values["width"] > 4:
         plan.set("width", plan.values["width"] // 2, f"halved to fit max_model_size {limit / 1e6:.2f} MB")
-        params, seconds = estimate(plan, record, spec)
+        params, seconds = estimate(plan, record, spec, probes)
         notes.append(f"width -> {plan.values['width']} to fit the size limit")
     budget = config.constraints.max_training_time
     if budget and seconds > budget:
         epochs = max(1, int(plan.values["epochs"] * budget / seconds))
         plan.set("epochs", epochs, f"cut to fit max_training_time {budget:.0f}s (estimate {seconds:.0f}s)")
         notes.append(f"epochs -> {epochs} to fit the time budget")
-        params, seconds = estimate(plan, record, spec)
+        params, seconds = estimate(plan, record, spec, probes)
     return params, seconds, notes
 
 
@@ -128,14 +217,17 @@ class ActionPlanning(Stage):
     config_paths = ("training", "constraints", "seed")
     inputs = (DATASET_REF, RECS_REF, SPEC_REF)
     outputs = ("plan.json", "plan.md")
-    code_modules = ("mlestar.workflow.remedies", "mlestar.models", "mlestar.stages.common")
+    code_modules = ("mlestar.workflow.remedies", "mlestar.models", "mlestar.stages.common",
+                    "mlestar.training.recipes", "mlestar.training.probe")
     uses_adjustments = True
 
     def run(self, ctx: StageContext) -> StageResult:
         record, recs, spec = ctx.read_json(DATASET_REF), ctx.read_json(RECS_REF), ctx.read_json(SPEC_REF)
-        plan = base_plan(ctx.config, record, recs, spec)
+        plan, probes = base_plan(ctx.config, record, recs, spec)
+        if probes:
+            ctx.audit.append("throughput_probe", stage=self.name, probes=probes)
         changes = apply_adjustments(plan, ctx.adjustments)
-        params, seconds, notes = fit_constraints(plan, ctx.config, record, spec)
+        params, seconds, notes = fit_constraints(plan, ctx.config, record, spec, probes)
         plan.set("seed", ctx.config.seed, "set in the config")
         if plan.values["class_weighting"] == "balanced":
             counts = ctx.read_json("situation_analysis/analysis.json")["class_counts"]["train"]
@@ -143,10 +235,10 @@ class ActionPlanning(Stage):
             weights = [total / (len(counts) * max(c, 1)) for c in counts]
             plan.set("class_weights", weights, "inverse class frequency (balanced)")
         out = {"training": plan.values, "reasons": plan.reasons, "adjustments": changes, "constraint_fits": notes,
-               "estimate": {"params": params, "training_seconds": seconds}}
+               "estimate": {"params": params, "training_seconds": seconds}, "probes": probes}
         atomic_write_json(ctx.out_dir / "plan.json", out)
         atomic_write_text(ctx.out_dir / "plan.md", render_plan(out))
-        for key in ("model", "width", "epochs", "augmentation", "precision"):
+        for key in ("model", "recipe", "width", "epochs", "augmentation", "precision"):
             ctx.decide(key, plan.values[key], plan.reasons[key])
         v = plan.values
         return StageResult(metrics={"planned_training_time": seconds, "planned_params": float(params)},

@@ -21,24 +21,26 @@ from mlestar.workflow.stage import Stage, StageContext, StageResult, register_st
 
 MODEL_REF = "implementation/model.pt"
 RECS_REF = "situation_analysis/recommendations.json"
+PLAN_REF = "action_planning/plan.json"
 ANALYSIS_REF = "situation_analysis/analysis.json"
 
 
-def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: bool = False
+def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none"
                      ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """Classification metrics on the test split.
 
-    Returns ``(metrics, probabilities, tta_probabilities)``; with ``tta`` the
-    softmax of each image and its mirror image are averaged, reported apart.
+    Returns ``(metrics, probabilities, tta_probabilities)``; the last is None
+    without test-time augmentation, and is reported apart from the plain numbers.
     """
     import torch
 
     from mlestar.evaluation.metrics import classification_metrics
     from mlestar.training.loop import predict_proba, split_to_tensors
+    from mlestar.training.tta import tta_probabilities
 
     x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
     probs = predict_proba(model, x)
-    tta_probs = (probs + predict_proba(model, x.flip(3))) / 2 if tta else None
+    tta_probs = tta_probabilities(model, x, tta) if tta != "none" else None
     return classification_metrics(dataset.test.labels, probs, list(dataset.class_names)), probs, tta_probs
 
 
@@ -92,10 +94,11 @@ class Evaluation(Stage):
     name = "evaluation"
     title = "Results evaluation"
     config_paths = ("task", "gates", "seed", "evaluation")
-    inputs = (DATASET_REF, MODEL_REF, RECS_REF, ANALYSIS_REF)
+    inputs = (DATASET_REF, MODEL_REF, RECS_REF, ANALYSIS_REF, PLAN_REF)
     outputs = ("metrics.json", "report.md", "report.html", "report.json", "confusion_matrix.png", "confusion_matrix_normalized.png",
                "reliability_diagram.png", "misclassified.png", "per_class.csv", "efficiency.json")
-    code_modules = ("mlestar.evaluation", "mlestar.training.loop", "mlestar.stages.common")
+    code_modules = ("mlestar.evaluation", "mlestar.training.loop", "mlestar.training.tta",
+                    "mlestar.stages.common")
     reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -112,7 +115,7 @@ class Evaluation(Stage):
         edges = ctx.read_json(ANALYSIS_REF)["brightness_terciles"]
         extra = {"subsets": {"brightness": brightness_subsets(dataset, probs, edges)},
                  "tta": None if tta_probs is None else
-                 {"kind": "flip", "accuracy": float((tta_probs.argmax(1) == dataset.test.labels).mean())},
+                 {"kind": tta, "accuracy": float((tta_probs.argmax(1) == dataset.test.labels).mean())},
                  "mistakes": top_mistakes(dataset, probs, 20)}
         values = summary_values(metrics, eff)
         report = {**metrics, **extra, "summary": values, "efficiency": eff,
@@ -121,19 +124,23 @@ class Evaluation(Stage):
         atomic_write_json(ctx.out_dir / "efficiency.json", eff)
         atomic_write_text(ctx.out_dir / "per_class.csv", per_class_csv(metrics["per_class"]))
         write_report(ctx.out_dir, "report", "Results evaluation", render_report(report), report)
-        tta_note = f", flip-TTA {extra['tta']['accuracy']:.2%}" if extra["tta"] else ""
+        tta_note = f", {tta} TTA {extra['tta']['accuracy']:.2%}" if extra["tta"] else ""
         return StageResult(metrics=values,
                            summary=f"test accuracy {metrics['accuracy']:.2%}{tta_note}, macro F1 "
                                    f"{metrics['macro_f1']:.3f}, {eff['num_params']:,} params, "
                                    f"p95 latency {eff['latency_p95'] * 1000:.2f} ms")
 
 
-def use_tta(ctx: StageContext) -> bool:
-    """Flip TTA when asked, or on auto when stage 1 found flips label-preserving."""
+def use_tta(ctx: StageContext) -> str:
+    """The configured TTA; on auto the recipe's, and none when flips would change labels."""
+    from mlestar.training.recipes import AIRBENCH
+
     choice = ctx.config.evaluation.tta
-    if choice == "auto":
-        return bool(ctx.read_json(RECS_REF)["augmentation"]["flip_safe"])
-    return choice == "flip"
+    if choice != "auto":
+        return choice
+    if not ctx.read_json(RECS_REF)["augmentation"]["flip_safe"]:
+        return "none"
+    return AIRBENCH["tta"] if ctx.read_json(PLAN_REF)["training"].get("recipe") == "airbench" else "flip"
 
 
 def summary_values(metrics: dict[str, Any], eff: dict[str, Any]) -> dict[str, float]:
@@ -181,7 +188,8 @@ def render_report(report: dict[str, Any]) -> str:
                              [[b["subset"], b["n"], "-" if b["accuracy"] is None else b["accuracy"]]
                               for b in report["subsets"]["brightness"]])
     topk = next((k for k in report if k.startswith("top") and k.endswith("_accuracy")), None)
-    tta = (f"- flip test-time augmentation: accuracy {report['tta']['accuracy']:.4f} (reported apart; "
+    tta = (f"- {report['tta']['kind']} test-time augmentation: accuracy {report['tta']['accuracy']:.4f} "
+           "(reported apart; "
            "the plain accuracy above is the headline)\n" if report["tta"] else "- test-time augmentation: off\n")
     return (f"# Results evaluation (test split, {report['n']} images)\n\n"
             f"- accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,33 +24,12 @@ from mlestar.data.dataset import ImageSplit, Preprocessing
 from mlestar.errors import TrainingError
 from mlestar.training.augment import augment
 from mlestar.training.checkpoint import load_torch, save_torch
+from mlestar.training.optim import Lookahead, make_optimizer, make_scheduler
 from mlestar.training.precision import autocast_dtype
+from mlestar.training.spec import TrainSpec
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 CHECKPOINT = "checkpoints/last.pt"
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    """Training settings, as stage 3 plans them. Units in the comments."""
-
-    epochs: int = 8                 # passes over the training split
-    batch_size: int = 64            # images per step
-    optimizer: str = "sgd"          # sgd (Nesterov) or adamw
-    learning_rate: float = 0.05     # peak learning rate
-    momentum: float = 0.9
-    weight_decay: float = 5e-4      # L2 on conv/linear weights, not on BN or biases
-    label_smoothing: float = 0.0    # fraction of target mass spread over all classes
-    schedule: str = "onecycle"      # onecycle (warm up 20%, then linear down), cosine, constant
-    augmentation: str = "none"      # none, flip, translate, flip_translate
-    translate_pad: int = 1          # pixels of random translation
-    class_weights: tuple[float, ...] | None = None  # loss weight per class, None: equal
-    precision: str = "fp32"         # fp32, bf16, fp16 (autocast)
-    seed: int = 0
-    max_seconds: float | None = None  # stop after the epoch that crosses this training time
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -75,46 +54,28 @@ def split_to_tensors(split: ImageSplit, prep: Preprocessing, device: torch.devic
     return ((x - mean) / std).contiguous(), torch.from_numpy(split.labels).to(device)
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay conv/linear weights only: decaying BN scales and biases hurts small nets."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
-    groups = _param_groups(model, spec.weight_decay)
-    if spec.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=spec.learning_rate)
-    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=spec.momentum, nesterov=spec.momentum > 0)
-
-
-def _scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    warm = max(1, int(0.2 * total_steps))
-
-    def factor(step: int) -> float:
-        if spec.schedule == "constant":
-            return 1.0
-        if spec.schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
-        if step < warm:  # onecycle: linear warm-up, then linear decay to zero
-            return (step + 1) / warm
-        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
 @torch.no_grad()
-def evaluate_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, precision: str = "fp32"
-                    ) -> torch.Tensor:
+def evaluate_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, precision: str = "fp32",
+                    channels_last: bool = False) -> torch.Tensor:
     """Logits for every row of ``x`` in eval mode, fp32 on the CPU."""
     model.eval()
     dtype = autocast_dtype(precision)
     outs = []
     for start in range(0, len(x), batch_size):
+        xb = x[start:start + batch_size]
+        xb = xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            outs.append(model(x[start:start + batch_size]).float().cpu())
+            outs.append(model(xb).float().cpu())
     return torch.cat(outs)
+
+
+def prepare_model(model: nn.Module, train_x: torch.Tensor, spec: TrainSpec) -> nn.Module:
+    """Whitening init from training patches, memory layout; before the optimizer sees the model."""
+    if spec.whiten_init and hasattr(model, "init_whitening"):
+        model.init_whitening(train_x[:5000])  # 5,000 images estimate a 12x12 covariance well
+    if spec.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model
 
 
 class _Trainer:
@@ -124,11 +85,17 @@ class _Trainer:
         self.model, self.spec = model, spec
         self.x, self.y = train
         self.steps_per_epoch = math.ceil(len(self.x) / spec.batch_size)
-        self.opt = _optimizer(model, spec)
-        self.sched = _scheduler(self.opt, spec, spec.epochs * self.steps_per_epoch)
+        self.total_steps = spec.epochs * self.steps_per_epoch
+        self.opt = make_optimizer(model, spec)
+        self.sched = make_scheduler(self.opt, spec, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(spec.seed)
+        # Alternating flip: each image gets a random base choice once; epoch parity inverts it.
+        self.flip_base = torch.rand(len(self.x), generator=self.generator) < 0.5
         weights = torch.tensor(spec.class_weights, device=self.x.device) if spec.class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=spec.label_smoothing)
+        self.lookahead = Lookahead(model, spec.lookahead_every, spec.lookahead_alpha, self.total_steps) \
+            if spec.lookahead_every else None
+        self.step_count = 0
         self.history: list[dict[str, float]] = []
         self.best_acc, self.best_epoch, self.best_state = -1.0, 0, copy.deepcopy(model.state_dict())
         self.train_time = 0.0
@@ -136,6 +103,8 @@ class _Trainer:
     def state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "sched": self.sched.state_dict(),
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "flip_base": self.flip_base, "step": self.step_count,
+                "lookahead": self.lookahead.state_dict() if self.lookahead else None,
                 "history": self.history, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
                 "best_state": self.best_state, "train_time": self.train_time, "spec": self.spec.to_dict()}
 
@@ -148,10 +117,26 @@ class _Trainer:
         self.sched.load_state_dict(ckpt["sched"])
         self.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
+        self.flip_base, self.step_count = ckpt["flip_base"], ckpt["step"]
+        if self.lookahead is not None:
+            self.lookahead.load_state_dict(ckpt["lookahead"])
         self.history, self.best_acc, self.best_epoch = ckpt["history"], ckpt["best_acc"], ckpt["best_epoch"]
         self.best_state, self.train_time = ckpt["best_state"], ckpt["train_time"]
 
-    def train_epoch(self) -> tuple[float, float]:
+    def batch(self, idx: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The augmented images at ``idx`` for this epoch, in the configured memory layout."""
+        spec = self.spec
+        xb = self.x[idx]
+        if spec.alternating_flip and "flip" in spec.augmentation:
+            flip = (self.flip_base[idx.cpu()] ^ bool(epoch % 2)).to(xb.device)
+            xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
+            kind = "translate" if "translate" in spec.augmentation else "none"
+        else:
+            kind = spec.augmentation
+        xb = augment(xb, kind, self.generator, spec.translate_pad)
+        return xb.contiguous(memory_format=torch.channels_last) if spec.channels_last else xb
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass; returns (mean loss, accuracy) on the augmented training batches."""
         self.model.train()
         dtype = autocast_dtype(self.spec.precision)
@@ -159,7 +144,7 @@ class _Trainer:
         total_loss, correct = 0.0, 0
         for step in range(self.steps_per_epoch):
             idx = perm[step * self.spec.batch_size:(step + 1) * self.spec.batch_size]
-            xb = augment(self.x[idx], self.spec.augmentation, self.generator, self.spec.translate_pad)
+            xb = self.batch(idx, epoch)
             with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = self.model(xb)
                 loss = self.loss_fn(logits.float(), self.y[idx])
@@ -170,8 +155,13 @@ class _Trainer:
             loss.backward()
             self.opt.step()
             self.sched.step()
+            self.step_count += 1
+            if self.lookahead is not None:
+                self.lookahead.step(self.model, self.step_count)
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == self.y[idx]).sum())
+        if self.lookahead is not None and self.step_count == self.total_steps:
+            self.lookahead.finish(self.model)
         return total_loss / len(self.x), correct / len(self.x)
 
 
@@ -186,6 +176,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     checkpoint. ``on_epoch(epoch, row)`` may raise to stop (Optuna pruning).
     """
     torch.manual_seed(spec.seed)
+    model = prepare_model(model, train[0], spec)
     trainer = _Trainer(model, train, spec)
     ckpt_path = out_dir / CHECKPOINT if out_dir else None
     resumed_from = 0
@@ -218,9 +209,10 @@ def _run_epoch(trainer: _Trainer, val: tuple[torch.Tensor, torch.Tensor], epoch:
     """Train one epoch, evaluate on validation, keep the best weights; returns the history row."""
     started = time.perf_counter()
     lr = trainer.opt.param_groups[0]["lr"]
-    train_loss, train_acc = trainer.train_epoch()
+    train_loss, train_acc = trainer.train_epoch(epoch)
     trainer.train_time += time.perf_counter() - started
-    logits = evaluate_logits(trainer.model, val[0], precision=trainer.spec.precision)
+    logits = evaluate_logits(trainer.model, val[0], precision=trainer.spec.precision,
+                             channels_last=trainer.spec.channels_last)
     val_loss = float(F.cross_entropy(logits, val[1].cpu()))
     val_acc = float((logits.argmax(1) == val[1].cpu()).float().mean())
     if val_acc > trainer.best_acc:

@@ -1,0 +1,39 @@
+"""Training settings (:class:`TrainSpec`): what stage 3 plans and a checkpoint records."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """Training settings, as stage 3 plans them. Units in the comments."""
+
+    epochs: int = 8                 # passes over the training split
+    batch_size: int = 64            # images per step
+    optimizer: str = "sgd"          # sgd (Nesterov) or adamw
+    learning_rate: float = 0.05     # peak learning rate
+    momentum: float = 0.9
+    weight_decay: float = 5e-4      # L2 on conv/linear weights, not on BN or biases
+    label_smoothing: float = 0.0    # fraction of target mass spread over all classes
+    schedule: str = "onecycle"      # onecycle, triangular, cosine, constant (see optim.schedule_factor)
+    warmup_fraction: float = 0.2    # triangular: share of steps spent rising to the peak
+    final_lr_fraction: float = 0.0  # triangular: learning rate at the last step, as a share of the peak
+    bias_lr_scale: float = 1.0      # biases and BN shifts learn this many times faster (decay / same)
+    augmentation: str = "none"      # none, flip, translate, flip_translate
+    translate_pad: int = 1          # pixels of random translation
+    alternating_flip: bool = False  # flip each image in every other epoch instead of at random
+    lookahead_every: int = 0        # steps between lookahead blends; 0 = off
+    lookahead_alpha: float = 0.95   # per-step blend weight at the end of training
+    whiten_init: bool = False       # initialise an airbench stem from training-patch statistics
+    whiten_bias_epochs: int = 0     # epochs the whitening bias trains before it freezes
+    channels_last: bool = False     # NHWC memory layout: faster convolutions on CPUs and tensor cores
+    compile: bool = False           # torch.compile the model (pays only for long runs)
+    class_weights: tuple[float, ...] | None = None  # loss weight per class, None: equal
+    precision: str = "fp32"         # fp32, bf16, fp16 (autocast)
+    seed: int = 0
+    max_seconds: float | None = None  # stop after the epoch that crosses this training time
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
