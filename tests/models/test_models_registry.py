@@ -10,7 +10,7 @@ MODELS = list_models()
 
 
 def test_expected_models_are_registered() -> None:
-    assert {"small_cnn", "airbench_s", "airbench", "airbench_l"} <= set(MODELS)
+    assert {"small_cnn", "airbench_xs", "airbench_s", "airbench", "airbench_l"} <= set(MODELS)
 
 
 @pytest.mark.parametrize("name", MODELS)

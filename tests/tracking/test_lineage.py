@@ -15,7 +15,7 @@ def test_lineage_links_producers_and_consumers(finished_run: tuple[Path, str]) -
     assert model["sha256"] == sha256_file(runs_dir / run_id / "04_implementation" / "model.pt")
     assert set(model["consumers"]) == {"evaluation", "refinement"}
     plan = rows["03_action_planning/plan.json"]
-    assert set(plan["consumers"]) == {"implementation", "refinement"}
+    assert set(plan["consumers"]) == {"implementation", "evaluation", "refinement"}
     dataset = rows["01_situation_analysis/dataset.json"]
     assert set(dataset["consumers"]) == set(report["config_inputs"]) - {"situation_analysis"}
     assert "training" in report["config_inputs"]["action_planning"]

@@ -136,6 +136,7 @@ class TrainingConfig(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None: all cores")
+    processes: int = Field(1, ge=1, le=64, description="data-parallel processes via torchrun (DDP); 1: none")
 
 
 class ParamSpec(Section):

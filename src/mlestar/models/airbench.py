@@ -2,10 +2,11 @@
 
 The design follows Keller Jordan's airbench94 (94% on CIFAR-10 in a few
 seconds on an A100); this is an independent implementation for mlestar's
-registry, at three widths:
+registry, at four widths:
 
 | name          | widths (group 1/2/3) | params (3-channel, 10 classes) | fp32 weights |
 |---------------|----------------------|--------------------------------|--------------|
+| airbench_xs   | 16 / 64 / 64         | 0.13 M                         | 0.5 MB       |
 | airbench_s    | 32 / 128 / 128       | 0.50 M                         | 2.0 MB       |
 | airbench      | 64 / 256 / 256       | 1.97 M                         | 7.9 MB       |
 | airbench_l    | 128 / 384 / 384      | 4.60 M                         | 18.4 MB      |
@@ -105,6 +106,8 @@ def _factory(widths: tuple[int, int, int]):  # type: ignore[no-untyped-def]
     return build
 
 
+register_model("airbench_xs", default_width=16, min_image_size=16,
+               description="airbench-style net, widths 16/64/64: for tight CPU budgets")(_factory((16, 64, 64)))
 register_model("airbench_s", default_width=32, min_image_size=16,
                description="airbench-style net, widths 32/128/128: fast CPU recipe")(_factory((32, 128, 128)))
 register_model("airbench", default_width=64, min_image_size=16,

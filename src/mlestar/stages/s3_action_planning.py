@@ -53,8 +53,18 @@ def choose_model(config: MlestarConfig, record: dict[str, Any], spec: dict[str, 
     budget = config.constraints.max_training_time
     if budget is None:
         return "airbench", "no time limit: the airbench94 shape", {}
-    probes = {name: probe_candidate(name, record, spec, config) for name in AIRBENCH_MODELS}
-    return pick_by_budget(probes, budget, record["splits"]["train"]["size"]) + (probes,)
+    n_train = record["splits"]["train"]["size"]
+    probes: dict[str, dict[str, Any]] = {}
+    for name in AIRBENCH_MODELS:  # smallest first: once one misses MIN_GOOD_EPOCHS, larger ones would too
+        probes[name] = probe_candidate(name, record, spec, config)
+        if epochs_in(budget, n_train, probes[name]) < MIN_GOOD_EPOCHS:
+            break
+    return pick_by_budget(probes, budget, n_train) + (probes,)
+
+
+def epochs_in(budget: float, n_train: int, probe: dict[str, Any]) -> int:
+    """Whole epochs of ``n_train`` images that fit ``budget`` at the probed speed."""
+    return int(budget / (EPOCH_OVERHEAD * n_train / probe["images_per_second"]))
 
 
 def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], config: MlestarConfig
@@ -75,7 +85,7 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
 
 def pick_by_budget(probes: dict[str, dict[str, Any]], budget: float, n_train: int) -> tuple[str, str]:
     """Largest candidate that fits ``MIN_GOOD_EPOCHS`` in the budget; else the smallest."""
-    fits = {name: int(budget / (EPOCH_OVERHEAD * n_train / p["images_per_second"])) for name, p in probes.items()}
+    fits = {name: epochs_in(budget, n_train, p) for name, p in probes.items()}
     good = [name for name in probes if fits[name] >= MIN_GOOD_EPOCHS]
     name = good[-1] if good else next(iter(probes))
     ips = probes[name]["images_per_second"]
@@ -99,7 +109,8 @@ def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any
     plan.set("recipe", recipe, "the recipe this model family is tuned with")
     plan.set("width", t.width or model_info(model).default_width, "set in the config" if t.width else "model default")
     given = t.model_fields_set
-    defaults = airbench_settings(t.batch_size if "batch_size" in given else None) if recipe == "airbench" else {}
+    defaults = airbench_settings(t.batch_size if "batch_size" in given else None,
+                                 device=spec["probe"]["device"]) if recipe == "airbench" else {}
     for key in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay",
                 "label_smoothing", "schedule"):
         from_recipe = key in defaults and key not in given
@@ -150,6 +161,7 @@ def _rest(plan: Plan, config: MlestarConfig, record: dict[str, Any], recs: dict[
              else "set in the config")
     plan.set("device", spec["probe"]["device"], "where stage 2 measured")
     plan.set("num_threads", t.num_threads, "set in the config" if t.num_threads else "all cores")
+    plan.set("processes", t.processes, "set in the config" if t.processes > 1 else "one process (no DDP)")
     height, _, channels = record["image_shape"]
     plan.set("image_size", height, "stage 1")
     plan.set("in_channels", channels, "stage 1")

@@ -38,12 +38,14 @@ class Implementation(Stage):
         plan = ctx.read_json(PLAN_REF)["training"]
         dataset, prep = checked_dataset(ctx)
         configure_torch(plan, ctx.config.deterministic)
-        device = torch.device(plan["device"])
-        model = build_model(plan).to(device)
-        spec = spec_from_plan(plan, max_seconds=ctx.config.constraints.max_training_time)
-        result = fit(model, split_to_tensors(dataset.train, prep, device), split_to_tensors(dataset.val, prep, device),
-                     spec, out_dir=ctx.out_dir, resume=ctx.resume, report=ctx.report,
-                     progress=lambda done, total: ctx.progress("training epochs", done, total))
+        if plan.get("processes", 1) > 1:
+            result = train_distributed(ctx, plan, dataset, prep)
+        else:
+            device = torch.device(plan["device"])
+            spec = spec_from_plan(plan, max_seconds=ctx.config.constraints.max_training_time)
+            result = fit(build_model(plan).to(device), split_to_tensors(dataset.train, prep, device),
+                         split_to_tensors(dataset.val, prep, device), spec, out_dir=ctx.out_dir, resume=ctx.resume,
+                         report=ctx.report, progress=lambda done, total: ctx.progress("training epochs", done, total))
         if result.resumed_from:
             ctx.audit.append("training_resumed", stage=self.name, from_epoch=result.resumed_from)
         if result.stopped_early:
@@ -62,6 +64,24 @@ class Implementation(Stage):
         return StageResult(metrics=metrics,
                            summary=f"val accuracy {best['val_accuracy']:.2%} at epoch {result.best_epoch}/"
                                    f"{len(result.history)} in {result.training_time:.1f}s")
+
+
+def train_distributed(ctx: StageContext, plan: dict[str, Any], dataset: Any, prep: Any) -> Any:
+    """Train through torchrun with ``plan['processes']`` ranks; returns a FitResult."""
+    from mlestar.stages.common import split_hash
+    from mlestar.training.distributed import launch
+    from mlestar.training.loop import FitResult
+    from mlestar.training.plan import build_model
+
+    job = {"plan": plan, "data": ctx.config.data.model_dump(mode="json"), "seed": ctx.config.seed,
+           "preprocessing": prep.to_dict(), "max_seconds": ctx.config.constraints.max_training_time,
+           "resume": ctx.resume, "split_hashes": {n: split_hash(getattr(dataset, n)) for n in ("train", "val")}}
+    out = launch(job, ctx.out_dir, plan["processes"], ctx.report)
+    ctx.decide("distributed", out["world"], f"DDP over {out['world']} processes (torchrun)")
+    model = build_model(plan)
+    model.load_state_dict(out["state_dict"])
+    return FitResult(model, out["history"], out["best_epoch"], out["training_time"], out["resumed_from"],
+                     out["stopped_early"])
 
 
 def configure_torch(plan: dict[str, Any], deterministic: bool) -> None:

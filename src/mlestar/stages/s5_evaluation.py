@@ -25,7 +25,7 @@ PLAN_REF = "action_planning/plan.json"
 ANALYSIS_REF = "situation_analysis/analysis.json"
 
 
-def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none"
+def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", channels_last: bool = False
                      ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """Classification metrics on the test split.
 
@@ -35,12 +35,18 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none"
     import torch
 
     from mlestar.evaluation.metrics import classification_metrics
-    from mlestar.training.loop import predict_proba, split_to_tensors
-    from mlestar.training.tta import tta_probabilities
+    from mlestar.training.loop import evaluate_logits, split_to_tensors
+    from mlestar.training.tta import tta_logits
 
     x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
-    probs = predict_proba(model, x)
-    tta_probs = tta_probabilities(model, x, tta) if tta != "none" else None
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    logits = evaluate_logits(model, x, channels_last=channels_last)
+    probs = torch.softmax(logits, 1).numpy()
+    tta_probs = None
+    if tta != "none":
+        views = tta_logits(model, x, tta, channels_last=channels_last, plain_logits=logits)
+        tta_probs = torch.softmax(views, 1).numpy()
     return classification_metrics(dataset.test.labels, probs, list(dataset.class_names)), probs, tta_probs
 
 
@@ -108,7 +114,8 @@ class Evaluation(Stage):
         dataset, prep = checked_dataset(ctx)
         model, _ = load_model_file(ctx.input(MODEL_REF))
         tta = use_tta(ctx)
-        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta)
+        channels_last = bool(ctx.read_json(PLAN_REF)["training"].get("channels_last"))
+        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last)
         height, _, channels = dataset.image_shape
         eff = efficiency_report(model, (channels, height, height), latency_seconds=2.0, throughput_seconds=1.0)
         write_visuals(ctx.out_dir, metrics, probs, dataset, ctx.config.evaluation.gallery_size)

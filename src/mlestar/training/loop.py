@@ -81,8 +81,11 @@ def prepare_model(model: nn.Module, train_x: torch.Tensor, spec: TrainSpec) -> n
 class _Trainer:
     """State of one fit: built fresh or restored from a checkpoint."""
 
-    def __init__(self, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], spec: TrainSpec) -> None:
+    def __init__(self, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], spec: TrainSpec,
+                 shard: Shard | None = None) -> None:
         self.model, self.spec = model, spec
+        self.shard = shard or Shard()
+        self.forward = self.shard.wrap(model)
         self.x, self.y = train
         self.steps_per_epoch = math.ceil(len(self.x) / spec.batch_size)
         self.total_steps = spec.epochs * self.steps_per_epoch
@@ -141,12 +144,13 @@ class _Trainer:
         self.model.train()
         dtype = autocast_dtype(self.spec.precision)
         perm = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
-        total_loss, correct = 0.0, 0
+        total_loss, correct, seen = 0.0, 0, 0
         for step in range(self.steps_per_epoch):
             idx = perm[step * self.spec.batch_size:(step + 1) * self.spec.batch_size]
+            idx = idx[self.shard.rank::self.shard.world]  # data parallel: each rank its share of the batch
             xb = self.batch(idx, epoch)
             with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                logits = self.model(xb)
+                logits = self.forward(xb)
                 loss = self.loss_fn(logits.float(), self.y[idx])
             if not torch.isfinite(loss):
                 raise TrainingError(f"loss became {loss.item()} at step {step}",
@@ -160,42 +164,63 @@ class _Trainer:
                 self.lookahead.step(self.model, self.step_count)
             total_loss += loss.item() * len(idx)
             correct += int((logits.argmax(1) == self.y[idx]).sum())
+            seen += len(idx)
         if self.lookahead is not None and self.step_count == self.total_steps:
             self.lookahead.finish(self.model)
-        return total_loss / len(self.x), correct / len(self.x)
+        return total_loss / seen, correct / seen
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's place in data-parallel training (rank 0 of 1 without it).
+
+    ``wrap`` turns the model into what runs forward (DDP); ``agree`` makes all
+    ranks take the same stop decision (an all-reduce); only ``rank`` 0 writes.
+    """
+
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[nn.Module], nn.Module] = lambda model: model
+    agree: Callable[[bool], bool] = lambda stop: stop
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
         spec: TrainSpec, *, out_dir: Path | None = None, resume: bool = False,
         on_epoch: EpochCallback | None = None, report: Callable[[str], None] = lambda s: None,
-        progress: Callable[[int, int], None] = lambda done, total: None, tensorboard: bool = True) -> FitResult:
+        progress: Callable[[int, int], None] = lambda done, total: None, tensorboard: bool = True,
+        shard: Shard | None = None) -> FitResult:
     """Train ``model`` and return it with its best-validation weights loaded.
 
     With ``out_dir``, writes ``checkpoints/last.pt`` after every epoch and
     TensorBoard logs to ``tensorboard/``; with ``resume``, continues from that
     checkpoint. ``on_epoch(epoch, row)`` may raise to stop (Optuna pruning).
+    With ``shard`` (see :mod:`mlestar.training.distributed`) each rank trains on
+    its share of every batch and only rank 0 writes.
     """
     torch.manual_seed(spec.seed)
+    shard = shard or Shard()
+    writes = shard.rank == 0
     model = prepare_model(model, train[0], spec)
-    trainer = _Trainer(model, train, spec)
+    trainer = _Trainer(model, train, spec, shard)
     ckpt_path = out_dir / CHECKPOINT if out_dir else None
     resumed_from = 0
     if resume and ckpt_path is not None and ckpt_path.exists():
         trainer.restore(load_torch(ckpt_path))
         resumed_from = len(trainer.history)
         report(f"resumed training from the checkpoint after epoch {resumed_from}")
-    writer = _tensorboard(out_dir) if tensorboard and out_dir else None
+    writer = _tensorboard(out_dir) if tensorboard and out_dir and writes else None
     stopped = None
     try:
         for epoch in range(resumed_from + 1, spec.epochs + 1):
             row = _run_epoch(trainer, val, epoch)
             _log_epoch(writer, row, report, spec.epochs)
             progress(epoch, spec.epochs)
-            if ckpt_path is not None:
+            if ckpt_path is not None and writes:
                 save_torch(trainer.state(), ckpt_path)
             if on_epoch is not None:
                 on_epoch(epoch, row)
-            if spec.max_seconds is not None and trainer.train_time > spec.max_seconds and epoch < spec.epochs:
+            over = spec.max_seconds is not None and trainer.train_time > spec.max_seconds
+            if shard.agree(over) and epoch < spec.epochs:
                 stopped = f"time budget of {spec.max_seconds:.0f}s reached after epoch {epoch}"
                 break
     finally:

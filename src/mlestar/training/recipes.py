@@ -15,7 +15,9 @@ from typing import Any
 KILOSTEP_SCALE = 1024 * (1 + 1 / (1 - 0.85))  # airbench's normaliser at momentum 0.85
 
 AIRBENCH: dict[str, Any] = {
-    "batch_size": 1024,                         # images per step
+    "batch_size": 1024,                         # images per step on a GPU
+    "cpu_batch_size": 256,                      # on a CPU: same images/s, 4x the steps per epoch, which
+                                                # short CPU budgets (a few epochs) need
     "epochs": 10,                               # airbench94 uses 9.9; the planner fits this to the budget
     "optimizer": "sgd",                         # Nesterov
     "momentum": 0.85,
@@ -37,13 +39,13 @@ AIRBENCH: dict[str, Any] = {
     "tta": "flip_translate",                    # evaluation: mirror + 1px shifts, reported apart
 }
 
-AIRBENCH_MODELS = ("airbench_s", "airbench", "airbench_l")  # smallest first
+AIRBENCH_MODELS = ("airbench_xs", "airbench_s", "airbench", "airbench_l")  # smallest first
 
 
-def airbench_settings(batch_size: int | None = None) -> dict[str, Any]:
+def airbench_settings(batch_size: int | None = None, *, device: str = "cuda") -> dict[str, Any]:
     """The airbench recipe as plan values (learning rate resolved for the batch size)."""
-    settings = {k: v for k, v in AIRBENCH.items() if k not in ("lr_per_image", "tta")}
-    settings["batch_size"] = batch_size or AIRBENCH["batch_size"]
+    settings = {k: v for k, v in AIRBENCH.items() if k not in ("lr_per_image", "tta", "cpu_batch_size")}
+    settings["batch_size"] = batch_size or AIRBENCH["cpu_batch_size" if device == "cpu" else "batch_size"]
     settings["learning_rate"] = AIRBENCH["lr_per_image"] * settings["batch_size"]
     return settings
 

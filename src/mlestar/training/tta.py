@@ -24,14 +24,18 @@ def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor, kind: str, *, precision: str = "fp32",
-               channels_last: bool = False) -> torch.Tensor:
-    """Weighted mean of the logits over the views of ``kind`` (``none``, ``flip``, ``flip_translate``)."""
+               channels_last: bool = False, plain_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Weighted mean of the logits over the views of ``kind`` (``none``, ``flip``, ``flip_translate``).
+
+    ``plain_logits``, when the caller already has them, saves one pass over ``x``.
+    """
     def logits(view: torch.Tensor) -> torch.Tensor:
         return evaluate_logits(model, view, precision=precision, channels_last=channels_last)
 
+    base = plain_logits if plain_logits is not None else logits(x)
     if kind == "none":
-        return logits(x)
-    plain = (logits(x) + logits(x.flip(3))) / 2
+        return base
+    plain = (base + logits(x.flip(3))) / 2
     if kind == "flip":
         return plain
     shifted = [shift(x, 1, 1), shift(x, -1, -1)]
