@@ -110,3 +110,28 @@ def test_not_an_archive_and_missing_path_exit_2(tmp_path: Path) -> None:
         out = CliRunner().invoke(app, ["run", str(config), "--runs-dir", str(tmp_path / "runs")])
         assert out.exit_code == 2 and message in out.output, out.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_data_quality_gate_fails_the_run_on_leakage(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    messy_dataset(root)
+    for cls, base in (("cat", 1000), ("dog", 2000), ("fish", 3000)):
+        for i in range(40):
+            put(root, f"ds/train/{cls}/extra{i}.png", rgb_png(base + i))
+        for i in range(12):
+            put(root, f"ds/test/{cls}/extra{i}.png", rgb_png(base + 500 + i))
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "data": {"source": "imagefolder", "path": str(root / "ds")},
+        "gates": [{"name": "no leakage", "metric": "leakage_fraction", "op": "<=", "threshold": "1%",
+                   "on_fail": {"max_attempts": 3}}]}))
+    result = CliRunner().invoke(app, ["run", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 1, result.output
+    assert "no leakage" in result.output and "FAILED" in result.output
+    [run_dir] = [p for p in (tmp_path / "runs").iterdir() if p.is_dir()]
+    state = RunState.load(run_dir)
+    assert state.data["failure"]["gate"] == "no leakage"
+    assert state.data["failure"]["values"] == [pytest.approx(1 / 44)]
+    assert state.stage("task_definition")["status"] == "pending"
+    assert "no allowed remedy for data_quality" in state.data["failure"]["message"]
+    assert state.data["adjustments"] == []  # no pointless loop-back through training

@@ -18,6 +18,8 @@ def outcome(metric: str, value: float = 0.5) -> GateOutcome:
     ("latency_p95", {}, "too_slow"),
     ("training_time", {}, "over_time_budget"),
     ("epochs_completed", {"train_accuracy": 0.99, "val_accuracy": 0.5}, "undertrained"),
+    ("leakage_fraction", {}, "data_quality"),
+    ("unreadable_fraction", {}, "data_quality"),
 ])
 def test_diagnosis(metric: str, metrics: dict, kind: str) -> None:
     assert diagnose(outcome(metric), metrics).kind == kind
@@ -31,6 +33,8 @@ def test_choice_prefers_untried_then_least_tried() -> None:
     tried = ["add_regularization", "add_augmentation", "simplify_model", "add_regularization"]
     assert choose_remedy(d, allowed, tried) == "add_augmentation"
     assert choose_remedy(d, ["increase_epochs"], []) is None
+    data = diagnose(outcome("leakage_fraction"), {})
+    assert choose_remedy(data, allowed, []) is None  # no remedy: the run fails with the reason
 
 
 def test_remedies_change_the_plan() -> None:

@@ -31,6 +31,7 @@ _PREFERENCES: dict[str, tuple[str, ...]] = {
     "too_slow": ("simplify_model", "reduce_batch_size"),
     "over_time_budget": ("reduce_epochs", "mixed_precision", "simplify_model"),
     "undertrained": ("increase_epochs",),
+    "data_quality": (),  # no training change fixes the data: such a gate fails the run at once
     "overfitting": ("add_regularization", "add_augmentation", "simplify_model"),
     "underfitting": ("increase_epochs", "raise_learning_rate", "grow_model", "lower_learning_rate"),
 }
@@ -47,6 +48,8 @@ class Diagnosis:
 def diagnose(outcome: GateOutcome, metrics: dict[str, Any]) -> Diagnosis:
     """Classify a failed gate from the metrics the run has so far."""
     metric = outcome.metric
+    if METRICS[metric].stage == "situation_analysis":
+        return Diagnosis("data_quality", f"{metric} describes the data; fix the data and run again")
     if metric in _SIZE_METRICS:
         return Diagnosis("too_large", f"{metric} is over its limit")
     if metric in _SPEED_METRICS:
