@@ -160,6 +160,10 @@ def _rest(plan: Plan, config: MlestarConfig, record: dict[str, Any], recs: dict[
              spec["probe"].get("precision_reason", "measured in stage 2") if t.precision == "auto"
              else "set in the config")
     plan.set("device", spec["probe"]["device"], "where stage 2 measured")
+    if plan.values.get("recipe") == "airbench":
+        on_gpu = spec["probe"]["device"] == "cuda"
+        plan.set("compile", on_gpu, "torch.compile pays on GPUs; on CPUs its minutes of compilation outweigh the gain"
+                 if on_gpu else "CPU: compilation would cost more than a short run gains")
     plan.set("num_threads", t.num_threads, "set in the config" if t.num_threads else "all cores")
     plan.set("processes", t.processes, "set in the config" if t.processes > 1 else "one process (no DDP)")
     height, _, channels = record["image_shape"]

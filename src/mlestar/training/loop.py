@@ -85,7 +85,8 @@ class _Trainer:
                  shard: Shard | None = None) -> None:
         self.model, self.spec = model, spec
         self.shard = shard or Shard()
-        self.forward = self.shard.wrap(model)
+        # torch.compile shares the parameters; state is always read from the plain module.
+        self.forward = self.shard.wrap(torch.compile(model) if spec.compile else model)
         self.x, self.y = train
         self.steps_per_epoch = math.ceil(len(self.x) / spec.batch_size)
         self.total_steps = spec.epochs * self.steps_per_epoch
