@@ -26,6 +26,15 @@ def messy_dataset(root: Path) -> Path:
     return archive(root, root.parent / "ds.tar.gz")
 
 
+def add_clean_images(root: Path) -> None:
+    """40 more train and 12 more test images per class: the messy files drop below blocking shares."""
+    for cls, base in (("cat", 1000), ("dog", 2000), ("fish", 3000)):
+        for i in range(40):
+            put(root, f"ds/train/{cls}/extra{i}.png", rgb_png(base + i))
+        for i in range(12):
+            put(root, f"ds/test/{cls}/extra{i}.png", rgb_png(base + 500 + i))
+
+
 def run_stage1(tmp_path: Path, data_path: Path) -> tuple[object, Path | None]:
     """``mlestar run --only situation_analysis``; returns the CLI result and the run folder, if any."""
     config = tmp_path / "c.yaml"
@@ -73,11 +82,7 @@ def test_blocking_findings_stop_the_run_after_a_complete_report(tmp_path: Path) 
 def test_warnings_only_data_passes_with_exact_metrics(tmp_path: Path) -> None:
     root = tmp_path / "src"
     messy_dataset(root)
-    for cls, base in (("cat", 1000), ("dog", 2000), ("fish", 3000)):
-        for i in range(40):
-            put(root, f"ds/train/{cls}/extra{i}.png", rgb_png(base + i))
-        for i in range(12):
-            put(root, f"ds/test/{cls}/extra{i}.png", rgb_png(base + 500 + i))
+    add_clean_images(root)
     result, run_dir = run_stage1(tmp_path, root / "ds")
     assert result.exit_code == 0, result.output
     metrics = RunState.load(run_dir).stage("situation_analysis")["metrics"]
@@ -115,11 +120,7 @@ def test_not_an_archive_and_missing_path_exit_2(tmp_path: Path) -> None:
 def test_data_quality_gate_fails_the_run_on_leakage(tmp_path: Path) -> None:
     root = tmp_path / "src"
     messy_dataset(root)
-    for cls, base in (("cat", 1000), ("dog", 2000), ("fish", 3000)):
-        for i in range(40):
-            put(root, f"ds/train/{cls}/extra{i}.png", rgb_png(base + i))
-        for i in range(12):
-            put(root, f"ds/test/{cls}/extra{i}.png", rgb_png(base + 500 + i))
+    add_clean_images(root)
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({
         "data": {"source": "imagefolder", "path": str(root / "ds")},
