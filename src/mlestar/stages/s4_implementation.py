@@ -59,7 +59,9 @@ class Implementation(Stage):
         atomic_write_json(ctx.out_dir / "history.json", result.history)
         atomic_write_json(ctx.out_dir / "metrics.json", {**metrics, "best_epoch": result.best_epoch,
                                                          "resumed_from_epoch": result.resumed_from,
-                                                         "stopped_early": result.stopped_early})
+                                                         "stopped_early": result.stopped_early,
+                                                         "trained_on": f"train split only ({len(dataset.train)} "
+                                                                       f"images; validation held out)"})
         plot_training_curves(result.history, ctx.out_dir / "training_curves.png")
         return StageResult(metrics=metrics,
                            summary=f"val accuracy {best['val_accuracy']:.2%} at epoch {result.best_epoch}/"

@@ -22,6 +22,7 @@ from mlestar.workflow.stage import Stage, StageContext, StageResult, register_st
 MODEL_REF = "implementation/model.pt"
 RECS_REF = "situation_analysis/recommendations.json"
 PLAN_REF = "action_planning/plan.json"
+TRAIN_METRICS_REF = "implementation/metrics.json"
 ANALYSIS_REF = "situation_analysis/analysis.json"
 
 
@@ -100,7 +101,7 @@ class Evaluation(Stage):
     name = "evaluation"
     title = "Results evaluation"
     config_paths = ("task", "gates", "seed", "evaluation")
-    inputs = (DATASET_REF, MODEL_REF, RECS_REF, ANALYSIS_REF, PLAN_REF)
+    inputs = (DATASET_REF, MODEL_REF, RECS_REF, ANALYSIS_REF, PLAN_REF, TRAIN_METRICS_REF)
     outputs = ("metrics.json", "report.md", "report.html", "report.json", "confusion_matrix.png", "confusion_matrix_normalized.png",
                "reliability_diagram.png", "misclassified.png", "per_class.csv", "efficiency.json")
     code_modules = ("mlestar.evaluation", "mlestar.training.loop", "mlestar.training.tta",
@@ -125,6 +126,7 @@ class Evaluation(Stage):
                  {"kind": tta, "accuracy": float((tta_probs.argmax(1) == dataset.test.labels).mean())},
                  "mistakes": top_mistakes(dataset, probs, 20)}
         values = summary_values(metrics, eff)
+        extra["trained_on"] = ctx.read_json(TRAIN_METRICS_REF).get("trained_on", "train split")
         report = {**metrics, **extra, "summary": values, "efficiency": eff,
                   "against_targets": against_targets(ctx.config, values)}
         atomic_write_json(ctx.out_dir / "metrics.json", report)
@@ -199,6 +201,7 @@ def render_report(report: dict[str, Any]) -> str:
            "(reported apart; "
            "the plain accuracy above is the headline)\n" if report["tta"] else "- test-time augmentation: off\n")
     return (f"# Results evaluation (test split, {report['n']} images)\n\n"
+            f"Model trained on: {report['trained_on']}. Test is read here only; nothing was selected on it.\n\n"
             f"- accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"
             + (f", {topk.replace('_', ' ')} {report[topk]:.4f}" if topk else "") + "\n"
             f"- macro precision/recall/F1 {report['macro_precision']:.4f} / {report['macro_recall']:.4f} / "
