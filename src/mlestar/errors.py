@@ -67,3 +67,7 @@ class ExportError(MlestarError):
 
 class BundleError(MlestarError):
     """An inference bundle is incomplete or its checksums do not match."""
+
+
+class TuningError(MlestarError):
+    """A search cannot start or join: bad storage, a study made for another search space or plan."""

@@ -6,10 +6,17 @@ test folder uses.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import struct
+import time
+import zlib
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from mlestar.data.dataset import Preprocessing
@@ -18,6 +25,8 @@ from mlestar.models import create_model
 
 CLASS_NAMES = ["cat", "dog", "bird"]
 PREPROCESSING = Preprocessing(image_size=8, channels=1, mean=(0.4,), std=(0.3,))
+# The training statistics drift is scored against (the test bundle's reference.json).
+REFERENCE = {"channel_mean": [0.4], "channel_std": [0.3], "class_frequencies": [0.5, 0.25, 0.25]}
 
 
 def brightness_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,14 +78,17 @@ def bundle_metadata() -> dict[str, object]:
             "metrics": {"test_accuracy": 0.95}}
 
 
-def write_test_bundle(out_dir: Path, export_dir: Path, formats: tuple[str, ...] = ("torchscript", "onnx")) -> Path:
+def write_test_bundle(out_dir: Path, export_dir: Path, formats: tuple[str, ...] = ("torchscript", "onnx"),
+                      **options: Any) -> Path:
+    """A bundle of the exports in ``export_dir`` with the drift reference; ``options`` go to write_bundle."""
     files = {"torchscript": export_dir / "model.ts", "onnx": export_dir / "model.onnx"}
+    options.setdefault("extra_files", {"reference.json": REFERENCE})
     card = render_model_card(project="pets", run_id="run-0001", model_name="small_cnn", dataset="pets-8px",
                              metrics={"test_accuracy": 0.95}, targets={"test_accuracy": 0.9},
                              preprocessing=PREPROCESSING, environment={"torch": torch.__version__},
                              limits=["8x8 grayscale only"])
     return write_bundle(out_dir, model_files={f: files[f] for f in formats}, class_names=CLASS_NAMES,
-                        preprocessing=PREPROCESSING, metadata=bundle_metadata(), model_card=card)
+                        preprocessing=PREPROCESSING, metadata=bundle_metadata(), model_card=card, **options)
 
 
 def pattern(height: int, width: int, channels: int, seed: int) -> np.ndarray:
@@ -86,3 +98,53 @@ def pattern(height: int, width: int, channels: int, seed: int) -> np.ndarray:
     base = (np.sin(xs * rng.uniform(0.2, 1.0)) + np.cos(ys * rng.uniform(0.2, 1.0)) + 2) * 63
     layers = [np.roll(base, shift=c * 2, axis=1) for c in range(channels)]
     return np.stack(layers, axis=-1).clip(0, 255).astype(np.uint8)
+
+
+def encode(image: Image.Image, fmt: str = "PNG") -> bytes:
+    """``image`` as a PNG (or ``fmt``) file."""
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def bright(size: int = 8) -> Image.Image:
+    """A bright grayscale image: the test model calls it 'bird' (class 2)."""
+    return Image.fromarray(brightness_images(3, seed=5)[0][2], mode="L").resize((size, size))
+
+
+def header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose header claims ``width x height`` grayscale pixels, with a token of image data.
+
+    A few dozen bytes that would decode to a huge image: the shape of a
+    decompression bomb, built without ever allocating those pixels.
+    """
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
+        chunk(b"IEND", b"")
+
+
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """The value of sample ``name`` with exactly ``labels`` in a Prometheus text exposition (0 when absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0
+
+
+@contextlib.contextmanager
+def serving(app: Any, timeout: float = 20.0) -> Iterator[Any]:
+    """A started TestClient for ``app``, returned once ``/ready`` says the warm-up is done."""
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        deadline = time.monotonic() + timeout
+        while client.get("/ready").status_code != 200:
+            assert time.monotonic() < deadline, "the app did not become ready"
+            time.sleep(0.01)
+        yield client

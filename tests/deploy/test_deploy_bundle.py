@@ -15,12 +15,13 @@ from PIL import Image
 from torch import nn
 
 from mlestar.data.dataset import Preprocessing
-from mlestar.deploy import LoadedBundle, load_bundle, preprocess_image, render_model_card, verify_bundle, write_bundle
+from mlestar.deploy import (LoadedBundle, image_pixels, load_bundle, normalize_pixels, preprocess_image,
+                            render_model_card, verify_bundle, write_bundle)
 from mlestar.errors import BundleError
 from mlestar.utils.io import read_json, sha256_file
 
 BUNDLE_FILES = {"labels.json", "manifest.json", "metadata.json", "model.onnx", "model.ts", "model_card.md",
-                "preprocessing.json"}
+                "preprocessing.json", "reference.json"}
 
 
 def _copy(bundle_dir: Path, tmp_path: Path) -> Path:
@@ -124,6 +125,55 @@ def test_write_bundle_checks_its_inputs(export_dir: Path, tmp_path: Path) -> Non
     assert list(tmp_path.iterdir()) == []  # nothing written before the inputs were checked
 
 
+def test_extra_files_are_written_by_type_and_checksummed(export_dir: Path, tmp_path: Path) -> None:
+    extras = {"notes.json": {"a": [1, 2]}, "alerts.yml": "groups: []\n", "blob.bin": b"\x00\x01"}
+    out = write_test_bundle(tmp_path / "b", export_dir, extra_files=extras)
+    assert read_json(out / "notes.json") == {"a": [1, 2]}
+    assert (out / "alerts.yml").read_text() == "groups: []\n" and (out / "blob.bin").read_bytes() == b"\x00\x01"
+    assert {"notes.json", "alerts.yml", "blob.bin"} <= set(verify_bundle(out))
+    (out / "alerts.yml").write_text("groups: [edited]\n")
+    with pytest.raises(BundleError, match="alerts.yml does not match its checksum"):
+        load_bundle(out)
+
+
+@pytest.mark.parametrize("name", ["model.ts", "manifest.json", "labels.json", "../up.json", "sub/x.json", ".hidden"])
+def test_extra_files_may_not_shadow_bundle_files_or_leave_the_folder(export_dir: Path, tmp_path: Path,
+                                                                     name: str) -> None:
+    with pytest.raises(BundleError, match="reserved or not a plain file name"):
+        write_test_bundle(tmp_path / "b", export_dir, extra_files={name: {}})
+
+
+def test_a_bundle_without_reference_loads_without_drift_reference(export_dir: Path, tmp_path: Path) -> None:
+    out = write_test_bundle(tmp_path / "b", export_dir, extra_files={})
+    assert load_bundle(out).reference is None
+
+
+def test_a_stale_reference_not_in_the_manifest_is_never_read(export_dir: Path, tmp_path: Path) -> None:
+    out = write_test_bundle(tmp_path / "b", export_dir)
+    write_test_bundle(out, export_dir, extra_files={})  # rewritten without one: the old file stays, unlisted
+    (out / "reference.json").write_text("not json")
+    assert load_bundle(out).reference is None
+
+
+def test_a_reference_of_the_wrong_shape_is_refused_at_load(export_dir: Path, tmp_path: Path) -> None:
+    reference = {"channel_mean": [0.4], "channel_std": [0.3], "class_frequencies": [0.5, 0.5]}
+    out = write_test_bundle(tmp_path / "b", export_dir, extra_files={"reference.json": reference})
+    with pytest.raises(BundleError, match="reference.json describes 1 channels and 2 classes"):
+        load_bundle(out)
+    broken = write_test_bundle(tmp_path / "c", export_dir, extra_files={"reference.json": {"channel_mean": []}})
+    with pytest.raises(BundleError, match="reference.json is malformed"):
+        load_bundle(broken)
+
+
+def test_default_runtime_comes_from_the_serving_metadata(export_dir: Path, tmp_path: Path) -> None:
+    files = {"torchscript": export_dir / "model.ts", "onnx": export_dir / "model.onnx"}
+    metadata = {**bundle_metadata(), "serving": {"runtime": "onnx"}}
+    write_bundle(tmp_path, model_files=files, class_names=CLASS_NAMES, preprocessing=PREPROCESSING,
+                 metadata=metadata, model_card="# card")
+    assert load_bundle(tmp_path).runtime == "onnx"
+    assert load_bundle(tmp_path, runtime="torchscript").runtime == "torchscript"
+
+
 def test_labels_that_do_not_match_the_model_are_refused_at_load(export_dir: Path, tmp_path: Path) -> None:
     write_bundle(tmp_path, model_files={"torchscript": export_dir / "model.ts"}, class_names=["a", "b"],
                  preprocessing=PREPROCESSING, metadata=bundle_metadata(), model_card="# card")
@@ -191,6 +241,17 @@ def test_preprocessing_normalizes_with_mean_and_std() -> None:
     array = preprocess_image(white, prep)
     assert np.allclose(array[:, 0, 0], [1.0, 1.0, 0.0])
     assert np.allclose(array, array[:, :1, :1])  # a flat image stays flat after resizing
+
+
+def test_pixels_before_normalization_are_what_drift_is_measured_on() -> None:
+    prep = Preprocessing(image_size=4, channels=3, mean=(0.0, 0.5, 1.0), std=(1.0, 0.5, 0.25))
+    image = Image.new("RGB", (30, 30), (255, 51, 0))
+    pixels = image_pixels(image, prep)
+    assert pixels.shape == (3, 4, 4) and pixels.dtype == np.float32
+    assert np.allclose(pixels[:, 0, 0], [1.0, 0.2, 0.0])
+    assert np.allclose(normalize_pixels(pixels, prep), preprocess_image(image, prep))
+    batch = normalize_pixels(np.stack([pixels, pixels]), prep)  # (N, C, H, W) works too
+    assert batch.shape == (2, 3, 4, 4) and np.allclose(batch[1, :, 0, 0], [1.0, -0.6, -4.0])
 
 
 def test_transparent_pixels_keep_their_colour_channels() -> None:

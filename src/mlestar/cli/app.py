@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from mlestar.cli import audit, init, lineage, reproduce, run, serve, show, status, validate
+from mlestar.cli import audit, dashboard, init, lineage, reproduce, run, serve, show, status, tune, validate
 
 app = typer.Typer(name="mlestar", help="MLE-Star: raw data to a served model in seven gated, tracked stages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-for module in (init, validate, run, status, show, lineage, audit, reproduce, serve):
+for module in (init, validate, run, status, show, lineage, audit, reproduce, serve, dashboard, tune):
     module.register(app)
 
 

@@ -1,13 +1,15 @@
-"""``mlestar serve BUNDLE``: serve an inference bundle over HTTP (FastAPI + uvicorn)."""
+"""``mlestar serve BUNDLE``: serve an inference bundle over HTTP (FastAPI + uvicorn, micro-batched)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from mlestar.cli.common import guarded
+
+_DEFAULT = "default: the bundle's (deployment.serve in the run's config)"
 
 
 def register(app: typer.Typer) -> None:
@@ -15,11 +17,18 @@ def register(app: typer.Typer) -> None:
     @guarded
     def serve_command(
         bundle: Annotated[Path, typer.Argument(help="bundle folder (runs/<run>/07_deployment/bundle)")],
-        runtime: Annotated[str, typer.Option(help="torchscript or onnx")] = "torchscript",
-        host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+        runtime: Annotated[Optional[str], typer.Option(help=f"torchscript or onnx; {_DEFAULT}")] = None,
+        host: Annotated[Optional[str], typer.Option(help=f"address to bind; {_DEFAULT}, else 127.0.0.1")] = None,
+        port: Annotated[Optional[int], typer.Option(help=f"port to bind; {_DEFAULT}, else 8000")] = None,
+        max_batch_size: Annotated[Optional[int], typer.Option(
+            min=1, help=f"images per model call, 1 turns micro-batching off; {_DEFAULT}, else 32")] = None,
+        max_wait_ms: Annotated[Optional[float], typer.Option(
+            min=0.0, help=f"longest a request waits to share a model call; {_DEFAULT}, else 5")] = None,
     ) -> None:
-        """Serve POST /predict and GET /health for BUNDLE; the bundle's checksums are verified first."""
+        """Serve BUNDLE: POST /predict, /predict/batch; GET /health, /ready, /metrics, /docs.
+
+        The bundle's checksums are verified first; a tampered bundle is refused.
+        """
         from mlestar.deploy.serve import serve
 
-        serve(bundle, host=host, port=port, runtime=runtime)
+        serve(bundle, host=host, port=port, runtime=runtime, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)

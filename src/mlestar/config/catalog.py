@@ -123,13 +123,27 @@ METRICS: dict[str, MetricSpec] = {
     "peak_memory": MetricSpec("evaluation", "bytes", False, "peak resident memory during evaluation"),
     # 6. refinement
     "refined_val_accuracy": MetricSpec("refinement", "fraction", True, "validation accuracy of the adopted model"),
-    "refinement_improvement": MetricSpec("refinement", "number", True, "adopted minus baseline val accuracy"),
+    "refinement_improvement": MetricSpec("refinement", "number", True,
+                                         "mean val-accuracy gain of the adopted model over the baseline "
+                                         "across seeds (0 when the baseline is kept)"),
+    "refinement_regression": MetricSpec("refinement", "number", False,
+                                        "how far the best refined configuration fell below the baseline "
+                                        "(mean over seeds; 0 when it did not): gate it <= 0 for no regression"),
+    "refinement_noise": MetricSpec("refinement", "number", False,
+                                   "larger seed-to-seed standard deviation of the two sides"),
     "trials_completed": MetricSpec("refinement", "count", True, "Optuna trials that finished"),
+    "trials_pruned": MetricSpec("refinement", "count", False, "Optuna trials stopped early by the pruner"),
     # 7. deployment
     "onnx_max_abs_diff": MetricSpec("deployment", "number", False, "max |ONNX - PyTorch| over probe images"),
     "torchscript_max_abs_diff": MetricSpec("deployment", "number", False, "max |TorchScript - PyTorch|"),
-    "deploy_latency_p95": MetricSpec("deployment", "seconds", False, "exported model batch-1 p95 latency"),
+    "parity_top1_agreement": MetricSpec("deployment", "fraction", True,
+                                        "lowest share of probe images whose export top-1 matches PyTorch"),
+    "deploy_latency_p95": MetricSpec("deployment", "seconds", False, "served runtime's batch-1 p95 latency"),
+    "deploy_throughput": MetricSpec("deployment", "number", True,
+                                    "served runtime's images per second, best of batch 32 and 64"),
     "bundle_size": MetricSpec("deployment", "bytes", False, "size of the inference bundle folder"),
+    "quantized_accuracy_drop": MetricSpec("deployment", "fraction", False,
+                                          "validation accuracy lost by the int8 model (none: not quantized)"),
 }
 
 # Metrics people write in sample configs and walkthroughs, mapped to ours.

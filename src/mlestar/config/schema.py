@@ -8,6 +8,7 @@ close-match suggestion. Quantities are stored in base units (seconds, bytes,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -139,30 +140,145 @@ class TrainingConfig(Section):
     processes: int = Field(1, ge=1, le=64, description="data-parallel processes via torchrun (DDP); 1: none")
 
 
+def _as_list(value: Any) -> list[Any]:
+    """``sgd`` -> ``['sgd']``: a ``when`` condition may name one value or several."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
 class ParamSpec(Section):
-    """One dimension of the refinement search space."""
+    """One dimension of the refinement search space.
+
+    ``when`` makes the parameter conditional: it is drawn only in trials where
+    each named parameter took one of the listed values (``momentum`` with
+    ``when: {optimizer: sgd}``); in other trials the plan's value stands.
+    """
 
     type: Literal["float", "int", "categorical"]
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: list[Any] | None = None
+    low: float | None = Field(None, description="float/int: smallest value")
+    high: float | None = Field(None, description="float/int: largest value (inclusive)")
+    log: bool = Field(False, description="float/int: sample on a log scale (low > 0)")
+    choices: list[Any] | None = Field(None, description="categorical: the values to choose from")
+    when: dict[str, Annotated[list[Any], BeforeValidator(_as_list)]] | None = Field(
+        None, description="draw only when these parameters took these values, e.g. {optimizer: sgd}")
 
     @model_validator(mode="after")
     def _check(self) -> ParamSpec:
         if self.type == "categorical":
             if not self.choices:
                 raise ValueError("a categorical parameter needs a non-empty 'choices' list")
+            if self.low is not None or self.high is not None or self.log:
+                raise ValueError("a categorical parameter takes 'choices', not low/high/log")
+            if len({repr(c) for c in self.choices}) != len(self.choices):
+                raise ValueError(f"'choices' lists a value twice: {self.choices}")
+        elif self.choices is not None:
+            raise ValueError(f"a {self.type} parameter takes low and high, not 'choices'; "
+                             "use type: categorical to list values")
         elif self.low is None or self.high is None or self.low >= self.high:
             raise ValueError("a float/int parameter needs low < high")
+        elif self.type == "int" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            raise ValueError(f"an int parameter needs whole-number bounds, got {self.low}..{self.high}")
         elif self.log and self.low <= 0:
             raise ValueError("a log-scale parameter needs low > 0")
         return self
 
+    def values_possible(self) -> list[Any] | tuple[float, float]:
+        """The choices, or the closed range ``(low, high)``."""
+        return list(self.choices or []) if self.type == "categorical" else (float(self.low), float(self.high))
 
-# Parameters of TrainingConfig that the refinement search may vary.
-TUNABLE = ("learning_rate", "weight_decay", "label_smoothing", "width", "batch_size", "epochs",
-           "momentum", "optimizer", "augmentation", "schedule")
+
+@dataclass(frozen=True)
+class Tunable:
+    """A plan setting the search may vary: its kind and the values training accepts."""
+
+    kind: Literal["float", "int", "categorical"]
+    low: float = 0.0
+    high: float = 0.0
+    choices: tuple[Any, ...] = ()
+
+
+# Plan settings the refinement search may vary, with the values training accepts.
+TUNABLE: dict[str, Tunable] = {
+    "learning_rate": Tunable("float", 1e-6, 10.0),
+    "weight_decay": Tunable("float", 0.0, 1.0),
+    "label_smoothing": Tunable("float", 0.0, 0.99),
+    "momentum": Tunable("float", 0.0, 0.999),
+    "warmup_fraction": Tunable("float", 0.0, 1.0),
+    "lookahead_alpha": Tunable("float", 0.0, 1.0),
+    "width": Tunable("int", 4, 1024),
+    "batch_size": Tunable("int", 1, 65536),
+    "epochs": Tunable("int", 1, 1000),
+    "translate_pad": Tunable("int", 0, 8),
+    "lookahead_every": Tunable("int", 0, 1000),
+    "optimizer": Tunable("categorical", choices=("sgd", "adamw")),
+    "augmentation": Tunable("categorical", choices=("none", "flip", "translate", "flip_translate")),
+    "schedule": Tunable("categorical", choices=("onecycle", "triangular", "cosine", "constant")),
+    "class_weighting": Tunable("categorical", choices=("none", "balanced")),
+}
+
+
+def check_param(name: str, spec: ParamSpec) -> None:
+    """Refuse a parameter training cannot take, or values outside what it accepts.
+
+    Raises:
+        ValueError: naming the parameter and the accepted kind, range or values.
+    """
+    if name not in TUNABLE:
+        raise ValueError(f"cannot tune {name!r}{suggest(name, list(TUNABLE))}; tunable: {', '.join(TUNABLE)}")
+    tunable = TUNABLE[name]
+    values = spec.choices if spec.type == "categorical" else [spec.low, spec.high]
+    if tunable.kind == "categorical":
+        if spec.type != "categorical":
+            raise ValueError(f"{name!r} takes one of {list(tunable.choices)}: use type: categorical")
+        wrong = [v for v in values if v not in tunable.choices]
+        if wrong:
+            raise ValueError(f"{name!r} cannot be {wrong}; it takes {list(tunable.choices)}")
+        return
+    if spec.type == "float" and tunable.kind == "int":
+        raise ValueError(f"{name!r} is a whole number: use type: int (or categorical)")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+           or not tunable.low <= v <= tunable.high or (tunable.kind == "int" and not float(v).is_integer())]
+    if bad:
+        raise ValueError(f"{name!r} cannot be {bad}; it takes {tunable.kind} values in "
+                         f"[{tunable.low:g}, {tunable.high:g}]")
+
+
+def check_conditions(space: dict[str, ParamSpec]) -> None:
+    """Every ``when`` names another parameter of the space, with values it can take, and no cycle.
+
+    Raises:
+        ValueError: naming the parameter whose condition is wrong.
+    """
+    for name, spec in space.items():
+        for other, values in (spec.when or {}).items():
+            if other == name:
+                raise ValueError(f"{name!r} has a 'when' on itself")
+            if other not in space:
+                raise ValueError(f"{name!r} is drawn 'when' {other!r} has a value, but {other!r} is not in the "
+                                 f"search space{suggest(other, list(space))}; add it or drop the condition")
+            possible = space[other].values_possible()
+            never = [v for v in values if (v not in possible if isinstance(possible, list)
+                                            else not isinstance(v, (int, float)) or
+                                            not possible[0] <= v <= possible[1])]
+            if never:
+                raise ValueError(f"{name!r} is drawn only when {other!r} is {never}, which {other!r} can never "
+                                 f"take ({possible}); the condition is contradictory")
+    _check_acyclic(space)
+
+
+def _check_acyclic(space: dict[str, ParamSpec]) -> None:
+    """Conditions must form a tree of dependencies: a draws after b, b after a is impossible."""
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            raise ValueError(f"'when' conditions form a cycle: {' -> '.join((*path, name))}")
+        if name not in done:
+            for other in space[name].when or {}:
+                visit(other, (*path, name))
+            done.add(name)
+
+    for name in space:
+        visit(name, ())
 
 
 def _default_space() -> dict[str, ParamSpec]:
@@ -174,14 +290,28 @@ def _default_space() -> dict[str, ParamSpec]:
 
 
 class RefinementConfig(Section):
-    """Stage 6: an Optuna study around the stage 3 plan."""
+    """Stage 6: an Optuna study around the stage 3 plan, ablations, a seeded before/after comparison."""
 
     enabled: bool = True
-    n_trials: int = Field(4, ge=1, le=10000)
-    timeout: Seconds | None = Field(None, description="wall-time budget of the study")
+    n_trials: int = Field(4, ge=1, le=10000, description="finished trials (complete or pruned) in all")
+    timeout: Seconds | None = Field(None, description="wall-time budget of the search, e.g. '20 minutes'")
     epochs_per_trial: int | None = Field(None, ge=1, description="None: the plan's epochs")
-    sampler: Literal["tpe", "random", "cmaes"] = "tpe"
-    pruner: Literal["median", "hyperband", "none"] = "median"
+    train_fraction: float = Field(1.0, gt=0, le=1, description="share of the training split a trial trains on")
+    sampler: Literal["tpe", "random", "cmaes"] = Field("tpe", description="cmaes: float/int spaces only")
+    pruner: Literal["median", "hyperband", "none"] = Field("median", description="fed by per-epoch val accuracy")
+    storage: str = Field("sqlite", description="sqlite (study.db in the stage folder), journal (study.journal, "
+                                               "several processes on one machine) or a database URL "
+                                               "(postgresql://user:pass@host/db, several machines)")
+    study_name: str | None = Field(None, min_length=1, description="None: '<run id>-refinement'")
+    workers: int = Field(1, ge=1, le=64, description="processes searching on this machine, the stage included")
+    heartbeat_interval: Seconds = Field(10.0, description="database storages: a trial silent for 3x this is "
+                                                          "marked failed (its worker died)")
+    ablation: bool = Field(True, description="switch off one component of the best trial at a time")
+    focus_fraction: float = Field(0.25, ge=0, le=0.9, description="share of n_trials (and timeout) kept for a "
+                                                                  "search over the most important component")
+    seeds: int = Field(3, ge=1, le=20, description="seeds per side in the before/after comparison")
+    compare_timeout: Seconds | None = Field(None, description="budget of the before/after retraining; fewer "
+                                                              "seeds (at least 1) when it would not fit")
     min_improvement: float = Field(0.0, ge=0, le=1, description="val-accuracy gain needed to adopt")
     search_space: dict[str, ParamSpec] = Field(default_factory=_default_space)
 
@@ -190,10 +320,42 @@ class RefinementConfig(Section):
     def _known_params(cls, value: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
         if not value:
             raise ValueError("the search space is empty; add at least one parameter or set enabled: false")
-        for name in value:
-            if name not in TUNABLE:
-                raise ValueError(f"cannot tune {name!r}{suggest(name, TUNABLE)}; tunable: {', '.join(TUNABLE)}")
+        for name, spec in value.items():
+            check_param(name, spec)
+        check_conditions(value)
         return value
+
+    @field_validator("storage")
+    @classmethod
+    def _storage_form(cls, value: str) -> str:
+        if value not in ("sqlite", "journal") and "://" not in value:
+            raise ValueError(f"storage {value!r} is neither sqlite, journal nor a database URL "
+                             "(postgresql+psycopg2://user:password@host:5432/db)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RefinementConfig:
+        if self.sampler == "cmaes":
+            check_continuous(self.search_space)
+        if self.workers > 1 and self.storage == "sqlite":
+            raise ValueError(f"workers: {self.workers} need storage: journal (one machine) or a database URL; "
+                             "SQLite serialises writers and times out under several processes")
+        return self
+
+
+def check_continuous(space: dict[str, ParamSpec]) -> None:
+    """CMA-ES models a fixed real vector: no categorical and no conditional parameter.
+
+    Raises:
+        ValueError: naming the parameter CMA-ES cannot search.
+    """
+    for name, spec in space.items():
+        if spec.type == "categorical":
+            raise ValueError(f"sampler cmaes searches continuous spaces only, but {name!r} is categorical "
+                             f"({len(spec.choices or [])} choice(s)); use sampler: tpe, or make it float/int")
+        if spec.when:
+            raise ValueError(f"sampler cmaes needs every parameter in every trial, but {name!r} is conditional "
+                             "('when'); use sampler: tpe")
 
 
 class EvaluationConfig(Section):
@@ -206,18 +368,60 @@ class EvaluationConfig(Section):
 
 
 class ServeConfig(Section):
-    """Where ``mlestar serve`` listens by default."""
+    """How ``mlestar serve`` runs a bundle by default; stage 7 writes these into the bundle's metadata.
+
+    Every value can be overridden on the command line (``mlestar serve --help``).
+    """
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
+    runtime: Literal["torchscript", "onnx"] | None = Field(
+        None, description="runtime served by default; None: the adopted int8 model's, else torchscript "
+                           "when exported, else onnx")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="images per model call; 1 turns batching off")
+    max_wait: LatencySeconds = Field(0.005, le=1.0, description="longest a request waits for others to batch with")
+    max_queue: int = Field(1024, ge=1, description="requests waiting for the model; beyond it: 503")
+    max_upload_size: Bytes = Field(10 * 2**20, description="largest accepted image file, e.g. '10MB'")
+    max_pixels: int = Field(40_000_000, ge=1, description="largest accepted width x height (decompression bombs)")
+    max_batch_images: int = Field(64, ge=1, le=4096, description="images in one /predict/batch request")
+    top_k: int = Field(5, ge=1, description="classes listed, best first, in each answer")
+
+
+class AlertsConfig(Section):
+    """Thresholds of the Prometheus alert rules stage 7 writes into the bundle (``alerts.yml``)."""
+
+    max_drift_score: float = Field(0.5, gt=0, description="input/prediction drift score (the accuracy proxy)")
+    max_error_rate: Fraction = Field(0.05, description="share of requests answered with an error")
+    max_latency_p95: LatencySeconds | None = Field(
+        None, description="served /predict p95; None: constraints.max_inference_latency, else 250ms")
+    window: Seconds = Field(300.0, description="rate window and how long a condition must hold, e.g. '5m'")
 
 
 class DeploymentConfig(Section):
-    """Stage 7: export formats, parity tolerance, serving defaults."""
+    """Stage 7: export formats, parity, optional int8 quantization, serving and alert defaults."""
 
     formats: list[Literal["torchscript", "onnx"]] = Field(default_factory=lambda: ["torchscript", "onnx"])
     parity_tolerance: float = Field(1e-4, gt=0, description="max |export - PyTorch| on probe images")
+    min_top1_agreement: Fraction = Field(0.98, description="share of probe images whose export top-1 must "
+                                                           "match PyTorch (0.98 allows one near-tie in 64)")
+    quantize: Literal["none", "dynamic", "onnx"] = Field(
+        "none", description="int8: 'dynamic' = torch dynamic quantization of Linear layers (TorchScript); "
+                            "'onnx' = onnxruntime dynamic quantization of Conv, MatMul and Gemm (ONNX)")
+    max_quantized_accuracy_drop: Fraction = Field(
+        0.01, description="validation accuracy the int8 model may lose and still be adopted into the bundle")
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+    @model_validator(mode="after")
+    def _quantized_format_exported(self) -> DeploymentConfig:
+        needs = {"dynamic": "torchscript", "onnx": "onnx"}.get(self.quantize)
+        if needs and needs not in self.formats:
+            raise ValueError(f"deployment.quantize {self.quantize!r} quantizes the {needs} export; "
+                             f"add {needs!r} to deployment.formats")
+        if self.serve.runtime and self.serve.runtime not in self.formats:
+            raise ValueError(f"deployment.serve.runtime {self.serve.runtime!r} is not in deployment.formats "
+                             f"{list(self.formats)}")
+        return self
 
 
 class MlestarConfig(Section):

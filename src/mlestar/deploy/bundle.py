@@ -4,10 +4,15 @@ Layout::
 
     model.ts            TorchScript (when exported)
     model.onnx          ONNX (when exported)
+    model.int8.ts       int8 TorchScript (when quantized and adopted)
+    model.int8.onnx     int8 ONNX (when quantized and adopted)
     labels.json         class index -> name
     preprocessing.json  Preprocessing.to_dict(): size, channels, mean, std
-    metadata.json       run id, model name, version, metrics, created, formats
+    metadata.json       run id, model name, version, metrics, created, formats,
+                        serving defaults, quantization
     model_card.md       human-readable summary
+    <extra files>       stage 7 adds openapi.json, benchmark.json, alerts.yml,
+                        requirements.txt and reference.json (drift reference)
     manifest.json       relative path -> {sha256, size}; written last
 
 The manifest is written last and removed first when a bundle is rewritten,
@@ -20,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -28,6 +33,8 @@ from PIL import Image, ImageOps
 from mlestar.config.catalog import METRICS, suggest
 from mlestar.data.dataset import Preprocessing
 from mlestar.deploy.export import EXPORT_FILES, Runner, load_onnx_runner, load_torchscript_runner
+from mlestar.deploy.monitor import DriftReference
+from mlestar.deploy.quantize import QUANTIZED_FILES
 from mlestar.errors import BundleError, ExportError
 from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, sha256_file
 
@@ -36,6 +43,8 @@ LABELS = "labels.json"
 PREPROCESSING = "preprocessing.json"
 METADATA = "metadata.json"
 MODEL_CARD = "model_card.md"
+REFERENCE = "reference.json"
+PRECISIONS = ("auto", "fp32", "int8")
 
 _REQUIRED_FILES = (LABELS, PREPROCESSING, METADATA)
 _REQUIRED_METADATA = ("run_id", "model_name", "version")
@@ -50,7 +59,9 @@ _RUNNERS: dict[str, Callable[[Path], Runner]] = {
 
 
 def write_bundle(out_dir: Path, *, model_files: dict[str, Path], class_names: list[str],
-                 preprocessing: Preprocessing, metadata: dict[str, Any], model_card: str) -> Path:
+                 preprocessing: Preprocessing, metadata: dict[str, Any], model_card: str,
+                 quantized_files: dict[str, Path] | None = None,
+                 extra_files: Mapping[str, Any] | None = None) -> Path:
     """Write a complete bundle into ``out_dir`` and return ``out_dir``.
 
     Args:
@@ -59,21 +70,34 @@ def write_bundle(out_dir: Path, *, model_files: dict[str, Path], class_names: li
         metadata: must hold ``run_id``, ``model_name`` and ``version``;
             ``metrics`` defaults to ``{}``, ``created`` to now (UTC),
             ``formats`` to the keys of ``model_files``.
+        quantized_files: runtime -> adopted int8 copy, copied in under its
+            :data:`~mlestar.deploy.quantize.QUANTIZED_FILES` name; the runtime
+            must also be in ``model_files`` (the fp32 file stays the reference).
+        extra_files: file name -> content, written next to the rest and
+            checksummed like it: ``dict``/``list`` as JSON, ``str`` as text,
+            ``bytes`` as is. Names are plain file names other than the ones above.
 
     Raises:
         BundleError: on no or unknown model formats, a missing model file,
-            no class names, or metadata without a required key.
+            no class names, metadata without a required key, an int8 copy
+            without its fp32 model, or an extra file name that is not allowed.
     """
     out_dir = Path(out_dir)
+    quantized_files, extra_files = dict(quantized_files or {}), dict(extra_files or {})
     _check_write_inputs(model_files, class_names, metadata)
+    _check_additions(model_files, quantized_files, extra_files)
     # Until the new manifest exists the folder must not pass for a finished bundle.
     (out_dir / MANIFEST).unlink(missing_ok=True)
-    names = _copy_model_files(out_dir, model_files)
+    names = _copy_model_files(out_dir, model_files, EXPORT_FILES)
+    names += _copy_model_files(out_dir, quantized_files, QUANTIZED_FILES)
     atomic_write_json(out_dir / LABELS, list(class_names))
     atomic_write_json(out_dir / PREPROCESSING, preprocessing.to_dict())
     atomic_write_json(out_dir / METADATA, _complete_metadata(metadata, model_files))
     atomic_write_text(out_dir / MODEL_CARD, model_card)
-    atomic_write_json(out_dir / MANIFEST, _manifest(out_dir, [*names, *_REQUIRED_FILES, MODEL_CARD]))
+    for name, content in extra_files.items():
+        _write_extra(out_dir / name, content)
+    listed = [*names, *_REQUIRED_FILES, MODEL_CARD, *extra_files]
+    atomic_write_json(out_dir / MANIFEST, _manifest(out_dir, listed))
     return out_dir
 
 
@@ -95,14 +119,38 @@ def _check_write_inputs(model_files: dict[str, Path], class_names: list[str], me
                           hint=f"metadata must hold {', '.join(_REQUIRED_METADATA)}")
 
 
-def _copy_model_files(out_dir: Path, model_files: dict[str, Path]) -> list[str]:
-    """Copy each model in under its bundle name; delete models of formats not written now."""
-    for fmt, name in EXPORT_FILES.items():
-        if fmt not in model_files:
+def _check_additions(model_files: dict[str, Path], quantized_files: dict[str, Path],
+                     extra_files: dict[str, Any]) -> None:
+    for runtime, path in quantized_files.items():
+        if runtime not in model_files:
+            raise BundleError(f"int8 {runtime} model given without the fp32 {runtime} model",
+                              hint=f"add {runtime!r} to model_files, or drop it from quantized_files")
+        if not Path(path).is_file():
+            raise BundleError(f"int8 {runtime} model file {path} does not exist", hint="run the quantization first")
+    reserved = {*EXPORT_FILES.values(), *QUANTIZED_FILES.values(), *_REQUIRED_FILES, MODEL_CARD, MANIFEST}
+    for name in extra_files:
+        if name in reserved or PurePosixPath(name).name != name or name.startswith("."):
+            raise BundleError(f"extra bundle file name {name!r} is reserved or not a plain file name",
+                              hint="name extra files like 'notes.json', outside the bundle's own file names")
+
+
+def _copy_model_files(out_dir: Path, model_files: dict[str, Path], file_names: dict[str, str]) -> list[str]:
+    """Copy each model in under its bundle name; delete models of runtimes not written now."""
+    for runtime, name in file_names.items():
+        if runtime not in model_files:
             (out_dir / name).unlink(missing_ok=True)  # a stale model from an earlier bundle
-    for fmt, path in model_files.items():
-        atomic_write_bytes(out_dir / EXPORT_FILES[fmt], Path(path).read_bytes())
-    return [EXPORT_FILES[fmt] for fmt in model_files]
+    for runtime, path in model_files.items():
+        atomic_write_bytes(out_dir / file_names[runtime], Path(path).read_bytes())
+    return [file_names[runtime] for runtime in model_files]
+
+
+def _write_extra(path: Path, content: Any) -> None:
+    if isinstance(content, bytes):
+        atomic_write_bytes(path, content)
+    elif isinstance(content, str):
+        atomic_write_text(path, content)
+    else:
+        atomic_write_json(path, content)
 
 
 def _complete_metadata(metadata: dict[str, Any], model_files: dict[str, Path]) -> dict[str, Any]:
@@ -266,21 +314,36 @@ def _verify_entry(bundle_dir: Path, name: str, entry: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- loading
 
 
-def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
-    """Turn one PIL image into a normalized float32 ``(C, H, W)`` array.
+def image_pixels(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
+    """Turn one PIL image into float32 ``(C, H, W)`` pixels on the 0..1 scale, at the model's size.
 
     Any mode is accepted: RGBA, palette and grayscale images are converted to
     ``"L"`` (one channel) or ``"RGB"``; alpha is dropped, not blended. EXIF
-    orientation is applied first so phone photos are upright.
+    orientation is applied first so phone photos are upright. This is the
+    un-normalized input the drift monitor compares with the training data.
     """
     image = ImageOps.exif_transpose(image)
     image = image.convert("L" if preprocessing.channels == 1 else "RGB")
     size = preprocessing.image_size
     image = image.resize((size, size), Image.Resampling.BILINEAR)
     pixels = np.asarray(image, dtype=np.float32).reshape(size, size, preprocessing.channels) / 255.0
-    mean = np.asarray(preprocessing.mean, dtype=np.float32)
-    std = np.asarray(preprocessing.std, dtype=np.float32)
-    return ((pixels - mean) / std).transpose(2, 0, 1)
+    return pixels.transpose(2, 0, 1)
+
+
+def normalize_pixels(pixels: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
+    """``(pixels - mean) / std`` per channel, for ``(C, H, W)`` or ``(N, C, H, W)`` 0..1 pixels."""
+    shape = (-1, 1, 1)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(shape)
+    std = np.asarray(preprocessing.std, dtype=np.float32).reshape(shape)
+    return ((pixels - mean) / std).astype(np.float32, copy=False)
+
+
+def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
+    """Turn one PIL image into normalized float32 ``(C, H, W)`` model input.
+
+    :func:`image_pixels` followed by :func:`normalize_pixels`.
+    """
+    return normalize_pixels(image_pixels(image, preprocessing), preprocessing)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -298,9 +361,11 @@ class LoadedBundle:
         runtime: "torchscript" or "onnx": which model file ``runner`` runs.
         class_names: label index -> name.
         preprocessing: how PIL images become model input.
-        metadata: ``metadata.json`` (run_id, model_name, version, metrics, ...).
+        metadata: ``metadata.json`` (run_id, model_name, version, metrics, serving, ...).
         runner: float32 ``(N, C, H, W)`` -> ``(N, num_classes)`` logits.
         manifest: the verified manifest.
+        precision: "fp32" or "int8": which copy of the runtime's model ``runner`` runs.
+        reference: the training statistics for drift monitoring, when the bundle has them.
     """
 
     path: Path
@@ -310,6 +375,8 @@ class LoadedBundle:
     metadata: dict[str, Any]
     runner: Runner
     manifest: dict[str, dict[str, Any]] = field(default_factory=dict)
+    precision: str = "fp32"
+    reference: DriftReference | None = None
 
     @property
     def model_name(self) -> str:
@@ -320,17 +387,20 @@ class LoadedBundle:
         return str(self.metadata["version"])
 
     def predict(self, images: list[Image.Image], top_k: int = 5) -> list[dict[str, Any]]:
-        """Classify ``images``; one dict per image, in order.
+        """Classify ``images``; one dict per image, in order (see :meth:`describe`)."""
+        if not images:
+            return []
+        batch = np.stack([preprocess_image(image, self.preprocessing) for image in images])
+        return self.describe(np.asarray(self.runner(batch)), top_k)
+
+    def describe(self, logits: np.ndarray, top_k: int = 5) -> list[dict[str, Any]]:
+        """Turn ``(N, num_classes)`` logits into one answer dict per row.
 
         Each dict holds ``label``, ``index``, ``confidence`` (its probability),
         ``probabilities`` (class name -> probability, summing to 1) and
         ``top_k`` (up to ``top_k`` ``{label, index, probability}``, best first).
         """
-        if not images:
-            return []
-        batch = np.stack([preprocess_image(image, self.preprocessing) for image in images])
-        probabilities = _softmax(np.asarray(self.runner(batch)))
-        return [self._describe(row, top_k) for row in probabilities]
+        return [self._describe(row, top_k) for row in _softmax(np.asarray(logits))]
 
     def _describe(self, row: np.ndarray, top_k: int) -> dict[str, Any]:
         order = np.argsort(-row, kind="stable")
@@ -346,41 +416,67 @@ class LoadedBundle:
         }
 
 
-def load_bundle(bundle_dir: Path, runtime: str = "torchscript") -> LoadedBundle:
+def load_bundle(bundle_dir: Path, runtime: str | None = None, precision: str = "auto") -> LoadedBundle:
     """Verify a bundle's checksums, then load it for ``runtime``.
+
+    Args:
+        runtime: "torchscript" or "onnx"; ``None``: the bundle's default
+            (``metadata.serving.runtime``, else torchscript when present, else onnx).
+        precision: "auto" loads the int8 copy when the bundle adopted one for
+            ``runtime`` and fp32 otherwise; "fp32" or "int8" insist.
 
     One blank image is run through the model on load, so a model whose output
     width does not match ``labels.json`` is refused here, not at the first request.
 
     Raises:
-        BundleError: on any checksum mismatch, an unknown runtime or one the
-            bundle has no model for, unloadable files, or a label count that
-            does not match the model.
+        BundleError: on any checksum mismatch, an unknown runtime or precision,
+            one the bundle has no model for, unloadable files, a malformed
+            drift reference, or a label count that does not match the model.
     """
     bundle_dir = Path(bundle_dir)
     manifest = verify_bundle(bundle_dir)
-    model_file = _model_file_for(bundle_dir, runtime, manifest)
+    metadata = read_json(bundle_dir / METADATA)
+    runtime = runtime or _default_runtime(metadata, manifest)
+    model_file, chosen = _model_file_for(bundle_dir, runtime, precision, manifest)
     class_names = tuple(str(name) for name in read_json(bundle_dir / LABELS))
     preprocessing = _read_preprocessing(bundle_dir)
     try:
         runner = _RUNNERS[runtime](model_file)
     except ExportError as exc:
         raise BundleError(exc.message, hint=_REEXPORT_HINT) from exc
-    bundle = LoadedBundle(bundle_dir, runtime, class_names, preprocessing, read_json(bundle_dir / METADATA),
-                          runner, manifest)
+    bundle = LoadedBundle(bundle_dir, runtime, class_names, preprocessing, metadata, runner, manifest, chosen,
+                          _read_reference(bundle_dir, manifest))
     _check_output_width(bundle)
     return bundle
 
 
-def _model_file_for(bundle_dir: Path, runtime: str, manifest: dict[str, Any]) -> Path:
+def _default_runtime(metadata: dict[str, Any], manifest: dict[str, Any]) -> str:
+    configured = (metadata.get("serving") or {}).get("runtime")
+    if configured:
+        return str(configured)
+    available = [fmt for fmt, name in EXPORT_FILES.items() if name in manifest]
+    return available[0] if available else "torchscript"
+
+
+def _model_file_for(bundle_dir: Path, runtime: str, precision: str, manifest: dict[str, Any]) -> tuple[Path, str]:
+    """The model file to load and its precision ("fp32" or "int8")."""
     if runtime not in EXPORT_FILES:
         raise BundleError(f"unknown runtime {runtime!r}{suggest(runtime, list(EXPORT_FILES))}",
                           hint=f"runtime is one of: {', '.join(EXPORT_FILES)}")
+    if precision not in PRECISIONS:
+        raise BundleError(f"unknown precision {precision!r}{suggest(precision, list(PRECISIONS))}",
+                          hint=f"precision is one of: {', '.join(PRECISIONS)}")
     if EXPORT_FILES[runtime] not in manifest:
         available = [fmt for fmt, name in EXPORT_FILES.items() if name in manifest]
         raise BundleError(f"bundle {bundle_dir} has no {runtime} model ({EXPORT_FILES[runtime]})",
                           hint=f"load it with runtime={available[0]!r}, or add {runtime!r} to deployment.formats")
-    return bundle_dir / EXPORT_FILES[runtime]
+    has_int8 = QUANTIZED_FILES[runtime] in manifest
+    if precision == "int8" and not has_int8:
+        raise BundleError(f"bundle {bundle_dir} has no adopted int8 {runtime} model",
+                          hint="load it with precision 'fp32', or set deployment.quantize and re-export")
+    if has_int8 and precision != "fp32":
+        return bundle_dir / QUANTIZED_FILES[runtime], "int8"
+    return bundle_dir / EXPORT_FILES[runtime], "fp32"
 
 
 def _read_preprocessing(bundle_dir: Path) -> Preprocessing:
@@ -395,6 +491,16 @@ def _read_preprocessing(bundle_dir: Path) -> Preprocessing:
     return prep
 
 
+def _read_reference(bundle_dir: Path, manifest: dict[str, Any]) -> DriftReference | None:
+    """The drift reference when the manifest lists one (an unlisted file is never trusted)."""
+    if REFERENCE not in manifest:
+        return None
+    try:
+        return DriftReference.from_dict(read_json(bundle_dir / REFERENCE))
+    except (ValueError, AttributeError) as exc:
+        raise BundleError(f"{bundle_dir / REFERENCE} is malformed: {exc}", hint=_REEXPORT_HINT) from exc
+
+
 def _check_output_width(bundle: LoadedBundle) -> None:
     prep = bundle.preprocessing
     blank = np.zeros((1, prep.channels, prep.image_size, prep.image_size), dtype=np.float32)
@@ -402,3 +508,8 @@ def _check_output_width(bundle: LoadedBundle) -> None:
     if width != len(bundle.class_names):
         raise BundleError(f"bundle {bundle.path}: the model has {width} outputs but {LABELS} names "
                           f"{len(bundle.class_names)} classes", hint=_REEXPORT_HINT)
+    ref = bundle.reference
+    if ref is not None and (len(ref.class_frequencies) != width or len(ref.channel_mean) != prep.channels):
+        raise BundleError(f"bundle {bundle.path}: {REFERENCE} describes {len(ref.channel_mean)} channels and "
+                          f"{len(ref.class_frequencies)} classes, the model {prep.channels} and {width}",
+                          hint=_REEXPORT_HINT)

@@ -1,17 +1,24 @@
-"""Stage 7, deployment preparation: exports with parity checks, an inference bundle, a benchmark.
+"""Stage 7, deployment preparation: exports with parity checks, optional int8, a benchmarked bundle.
 
-Exports the adopted model (stage 6) to TorchScript and ONNX, checks each
-against PyTorch on real validation images, measures the exported model's
-batch-1 latency, and writes a self-contained ``bundle/`` that
-``mlestar serve`` loads (checksums verified). When refinement adopted a new
-model, its test metrics are computed here, once, for the model card.
+Exports the adopted model (stage 6) to TorchScript and ONNX and checks each
+against PyTorch on real validation images (logit difference and top-1
+agreement). With ``deployment.quantize`` it makes an int8 copy, measures its
+accuracy change on the validation split (never test) and adopts it only
+within ``deployment.max_quantized_accuracy_drop``. It then times every
+runtime (``benchmark.json``) and writes a self-contained ``bundle/`` that
+``mlestar serve`` loads (checksums verified): models, labels, preprocessing,
+model card, metadata with the serving defaults, the app's ``openapi.json``,
+Prometheus ``alerts.yml``, pinned ``requirements.txt`` and the training
+statistics drift is measured against (``reference.json``, from stage 1).
+When refinement adopted a new model, its test metrics are computed here,
+once, for the model card.
 """
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,22 +26,19 @@ from mlestar.stages.common import DATASET_REF, checked_dataset
 from mlestar.utils.io import atomic_write_json, read_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
+if TYPE_CHECKING:  # imported lazily at run time: the stage registry must not pay for torch and onnx
+    from mlestar.config.schema import MlestarConfig
+    from mlestar.deploy.export import ParityReport
+    from mlestar.deploy.extras import AlertThresholds
+    from mlestar.deploy.quantize import QuantizationReport
+
+ANALYSIS_REF = "situation_analysis/analysis.json"
 MODEL_REF = "refinement/model.pt"
 REFINEMENT_REF = "refinement/refinement.json"
 EVAL_REF = "evaluation/metrics.json"
-PROBE_IMAGES = 64  # validation images used for parity and tracing
-LATENCY_REPEATS = 50
-
-
-def runner_latency(run: Any, sample: np.ndarray, repeats: int = LATENCY_REPEATS) -> dict[str, float]:
-    """p50/p95 seconds of an exported runner at batch 1."""
-    run(sample)  # warm-up: first call allocates
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run(sample)
-        times.append(time.perf_counter() - start)
-    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))}
+PROBE_IMAGES = 64  # validation images used for parity, tracing and benchmarks
+DEFAULT_ALERT_LATENCY_S = 0.25  # /predict p95 alert when neither the alerts nor the constraints set one
+BUNDLE_EXTRAS = ("openapi.json", "benchmark.json", "alerts.yml", "requirements.txt", "reference.json")
 
 
 def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple[dict[str, Any], str]:
@@ -50,75 +54,264 @@ def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple
             "refined model, evaluated once on test at deployment")
 
 
+def serving_runtime(config_runtime: str | None, exported: list[str], int8_runtime: str | None) -> str:
+    """The runtime ``mlestar serve`` uses by default.
+
+    The configured one; else the runtime of an adopted int8 model (quantizing
+    was asked for and passed, so that model is the one to serve); else
+    torchscript when exported, else onnx.
+    """
+    if config_runtime:
+        return config_runtime
+    if int8_runtime:
+        return int8_runtime
+    return "torchscript" if "torchscript" in exported else exported[0]
+
+
+def variant_name(runtime: str, precision: str) -> str:
+    """Key of one benchmarked model: ``"onnx"`` (fp32) or ``"onnx-int8"``."""
+    return runtime if precision == "fp32" else f"{runtime}-{precision}"
+
+
+@dataclass
+class Prepared:
+    """What exporting, quantizing and benchmarking produced, before the bundle is written.
+
+    Attributes:
+        reports: export format -> its passing parity report.
+        files: export format -> fp32 file in ``exports/``.
+        quant: the int8 report (adopted or not); None without ``deployment.quantize``.
+        quantized_files: runtime -> the adopted int8 file (empty when none was adopted).
+        runtime, precision: what ``mlestar serve`` runs by default.
+        benchmark: variant (:func:`variant_name`) -> :func:`~mlestar.deploy.benchmark.benchmark_runner` result.
+    """
+
+    reports: dict[str, ParityReport]
+    files: dict[str, Path]
+    quant: QuantizationReport | None
+    quantized_files: dict[str, Path]
+    runtime: str
+    precision: str
+    benchmark: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def served(self) -> str:
+        """The benchmark key of the model served by default."""
+        return variant_name(self.runtime, self.precision)
+
+
 @register_stage
 class Deployment(Stage):
-    """Stage 7: export, parity, bundle, benchmark."""
+    """Stage 7: export, parity, quantization, benchmark, bundle."""
 
     name = "deployment"
     title = "Deployment preparation"
-    config_paths = ("deployment", "task", "project.name", "project.description")
-    inputs = (DATASET_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
-    outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md")
+    config_paths = ("deployment", "task", "constraints.max_inference_latency", "project.name",
+                    "project.description")
+    inputs = (DATASET_REF, ANALYSIS_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
+    outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md",
+               *(f"bundle/{name}" for name in BUNDLE_EXTRAS))
     code_modules = ("mlestar.deploy", "mlestar.stages.common", "mlestar.stages.s5_evaluation")
     reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:
-        import torch
+        from mlestar.training import load_model_file
 
-        from mlestar.deploy.export import export_all, load_torchscript_runner
-        from mlestar.training import load_model_file, split_to_tensors
-
-        dataset, prep = checked_dataset(ctx)
         model, payload = load_model_file(ctx.input(MODEL_REF))
-        probe, _ = split_to_tensors(dataset.val, prep, torch.device("cpu"))
-        probe = probe[:PROBE_IMAGES]
-        exports_dir = ctx.out_dir / "exports"
-        reports = export_all(model, probe, exports_dir, list(ctx.config.deployment.formats),
-                             ctx.config.deployment.parity_tolerance)
-        files = {fmt: exports_dir / name for fmt, name in _export_names().items() if fmt in reports}
-        bench_runner = load_torchscript_runner(files["torchscript"]) if "torchscript" in files else None
-        latency = runner_latency(bench_runner, probe[:1].numpy()) if bench_runner else {"p50": None, "p95": None}
+        dataset, prep = checked_dataset(ctx)
+        val_images, val_labels = _validation(dataset, prep)
+        probe = val_images[:PROBE_IMAGES]
+        prepared = _export_and_quantize(ctx, model, probe, val_images, val_labels)
+        prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy())
         adopted = bool(ctx.read_json(REFINEMENT_REF)["adopted"])
         test_metrics, test_source = deployed_test_metrics(ctx, model, adopted)
-        bundle_dir = self._bundle(ctx, files, payload, prep, test_metrics, test_source, latency)
+        bundle_dir = _write_bundle(ctx, prepared, payload, prep, (test_metrics, test_source))
         size = float(sum(p.stat().st_size for p in bundle_dir.rglob("*") if p.is_file()))
-        record = {"parity": {fmt: r.__dict__ for fmt, r in reports.items()}, "latency_s": latency,
-                  "bundle": "bundle", "bundle_size_bytes": size, "test_metrics": test_metrics,
-                  "test_metrics_source": test_source, "serve": f"mlestar serve {bundle_dir}"}
-        atomic_write_json(ctx.out_dir / "deployment.json", record)
-        diffs = {fmt: reports[fmt].max_abs_diff if fmt in reports else None for fmt in ("onnx", "torchscript")}
-        return StageResult(
-            metrics={"onnx_max_abs_diff": diffs["onnx"], "torchscript_max_abs_diff": diffs["torchscript"],
-                     "deploy_latency_p95": latency["p95"], "bundle_size": size},
-            summary=f"exported {', '.join(reports)}; parity "
-                    + ", ".join(f"{f} {r.max_abs_diff:.1e}" for f, r in reports.items())
-                    + f"; bundle {size / 1e6:.2f} MB at {bundle_dir}")
-
-    @staticmethod
-    def _bundle(ctx: StageContext, files: dict[str, Path], payload: dict[str, Any], prep: Any,
-                test_metrics: dict[str, Any], test_source: str, latency: dict[str, Any]) -> Path:
-        from mlestar.deploy.bundle import render_model_card, write_bundle
-
-        arch = payload["architecture"]
-        env = read_json(ctx.run_dir / "environment.json")
-        card = render_model_card(
-            project=ctx.config.project.name, run_id=ctx.run_id, model_name=arch["name"],
-            dataset=ctx.read_json(DATASET_REF)["name"], metrics={**test_metrics, "latency_p95_s": latency["p95"]},
-            targets=dict(ctx.config.task.targets), preprocessing=prep, environment=_env_summary(env),
-            limits=[f"test metrics: {test_source}",
-                    f"trained on {arch['image_size']}px images with {arch['in_channels']} channel(s); "
-                    "other inputs are resized and converted",
-                    "not evaluated for distribution shift; monitor inputs in production"])
-        metadata = {"run_id": ctx.run_id, "model_name": arch["name"], "version": f"{ctx.run_id}",
-                    "metrics": test_metrics, "architecture": arch}
-        return write_bundle(ctx.out_dir / "bundle", model_files=files, class_names=payload["class_names"],
-                            preprocessing=prep, metadata=metadata, model_card=card)
+        atomic_write_json(ctx.out_dir / "deployment.json",
+                          _record(prepared, bundle_dir, size, test_metrics, test_source))
+        return StageResult(metrics=_metrics(prepared, size), summary=_summary(prepared, size, bundle_dir))
 
 
-def _export_names() -> dict[str, str]:
-    from mlestar.deploy.export import EXPORT_FILES
+# --------------------------------------------------------------------------- exporting
 
-    return EXPORT_FILES
+
+def _validation(dataset: Any, prep: Any) -> tuple[Any, np.ndarray]:
+    """Normalized validation images (CPU tensor) and labels: parity probes and the int8 decision."""
+    import torch
+
+    from mlestar.training import split_to_tensors
+
+    images, labels = split_to_tensors(dataset.val, prep, torch.device("cpu"))
+    return images, labels.numpy()
+
+
+def _export_and_quantize(ctx: StageContext, model: Any, probe: Any, val_images: Any,
+                         val_labels: np.ndarray) -> Prepared:
+    """Exports with parity, the optional int8 copy, and which model the bundle serves by default."""
+    from mlestar.deploy.export import EXPORT_FILES, export_all
+
+    cfg = ctx.config.deployment
+    exports = ctx.out_dir / "exports"
+    reports = export_all(model, probe, exports, list(cfg.formats), cfg.parity_tolerance, cfg.min_top1_agreement)
+    files = {fmt: exports / EXPORT_FILES[fmt] for fmt in reports}
+    quant = _quantize(ctx, model, probe, files, val_images.numpy(), val_labels) if cfg.quantize != "none" else None
+    adopted = quant if quant is not None and quant.adopted else None
+    runtime = serving_runtime(cfg.serve.runtime, list(files), adopted.runtime if adopted else None)
+    precision = "int8" if adopted and adopted.runtime == runtime else "fp32"
+    quantized_files = {adopted.runtime: exports / adopted.file} if adopted else {}
+    return Prepared(reports, files, quant, quantized_files, runtime, precision)
+
+
+def _quantize(ctx: StageContext, model: Any, probe: Any, files: dict[str, Path], images: np.ndarray,
+              labels: np.ndarray) -> QuantizationReport:
+    """The int8 copy and its validation-accuracy verdict, recorded in the audit trail."""
+    from mlestar.deploy.quantize import METHOD_RUNTIME, quantize_and_compare
+
+    cfg = ctx.config.deployment
+    fp32_file = files[METHOD_RUNTIME[cfg.quantize]]
+    quant = quantize_and_compare(cfg.quantize, model, probe, fp32_file, fp32_file.parent, images, labels,
+                                 cfg.max_quantized_accuracy_drop)
+    ctx.decide("int8 model", "adopted" if quant.adopted else "rejected",
+               f"validation accuracy {quant.fp32_accuracy:.4f} -> {quant.int8_accuracy:.4f} "
+               f"(drop {quant.accuracy_drop:+.4f}, allowed {quant.max_accuracy_drop:.4f})", method=quant.method)
+    return quant
+
+
+def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray) -> dict[str, Any]:
+    """Latency and throughput of every fp32 export and of the int8 copy, adopted or not."""
+    from mlestar.deploy.benchmark import benchmark_runner
+    from mlestar.deploy.export import load_onnx_runner, load_torchscript_runner
+
+    loaders = {"torchscript": load_torchscript_runner, "onnx": load_onnx_runner}
+    models = {variant_name(fmt, "fp32"): (fmt, path) for fmt, path in prepared.files.items()}
+    if prepared.quant is not None:
+        models[variant_name(prepared.quant.runtime, "int8")] = (prepared.quant.runtime, exports / prepared.quant.file)
+    return {name: benchmark_runner(loaders[runtime](path), probe) for name, (runtime, path) in models.items()}
+
+
+# --------------------------------------------------------------------------- the bundle
+
+
+def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any], prep: Any,
+                  tested: tuple[dict[str, Any], str]) -> Path:
+    """The bundle folder; ``tested`` is the test metrics and where they come from."""
+    from mlestar.deploy.bundle import write_bundle
+
+    arch = payload["architecture"]
+    test_metrics, test_source = tested
+    serving = {**ctx.config.deployment.serve.model_dump(mode="json"), "runtime": prepared.runtime}
+    quant = prepared.quant
+    metadata = {"run_id": ctx.run_id, "model_name": arch["name"], "version": f"{ctx.run_id}",
+                "metrics": test_metrics, "architecture": arch, "serving": serving,
+                "quantization": quant.to_dict() if quant else {"method": "none"}}
+    return write_bundle(ctx.out_dir / "bundle", model_files=prepared.files, class_names=payload["class_names"],
+                        preprocessing=prep, metadata=metadata,
+                        model_card=_model_card(ctx, prepared, arch, prep, test_metrics, test_source),
+                        quantized_files=prepared.quantized_files,
+                        extra_files=_extras(ctx, prepared, arch["name"], serving))
+
+
+def _extras(ctx: StageContext, prepared: Prepared, model_name: str, serving: dict[str, Any]) -> dict[str, Any]:
+    """The bundle's operational files (:data:`BUNDLE_EXTRAS`)."""
+    from mlestar.deploy.extras import render_alerts, requirements_txt
+    from mlestar.deploy.monitor import reference_from_analysis
+    from mlestar.deploy.serve import ServeSettings, openapi_document
+
+    reference = {**reference_from_analysis(ctx.read_json(ANALYSIS_REF)).to_dict(),
+                 "source": "stage 1 analysis.json: training split statistics (pixels on the 0..1 scale)"}
+    return {"openapi.json": openapi_document(model_name, ctx.run_id, ServeSettings.from_serving(serving)),
+            "benchmark.json": _benchmark_file(prepared),
+            "alerts.yml": render_alerts(model_name, ctx.run_id, alert_thresholds(ctx.config)),
+            "requirements.txt": requirements_txt(list(prepared.files)),
+            "reference.json": reference}
+
+
+def _benchmark_file(prepared: Prepared) -> dict[str, Any]:
+    """``benchmark.json``: the models in the bundle (an int8 copy only when adopted) and the machine."""
+    from mlestar.deploy.benchmark import machine
+
+    in_bundle = {variant_name(fmt, "fp32") for fmt in prepared.files}
+    in_bundle |= {variant_name(runtime, "int8") for runtime in prepared.quantized_files}
+    return {"measured": "stage 7, in-process (no HTTP): batch-1 latency, throughput at batch 32 and 64",
+            "machine": machine(), "default": prepared.served,
+            "runtimes": {name: result for name, result in prepared.benchmark.items() if name in in_bundle}}
+
+
+def alert_thresholds(config: MlestarConfig) -> AlertThresholds:
+    """Thresholds of ``alerts.yml``, from ``deployment.alerts``.
+
+    The latency threshold falls back to ``constraints.max_inference_latency``
+    (the config's latency constraint), then to :data:`DEFAULT_ALERT_LATENCY_S`.
+    """
+    from mlestar.deploy.extras import AlertThresholds
+
+    alerts = config.deployment.alerts
+    latency = alerts.max_latency_p95 or config.constraints.max_inference_latency or DEFAULT_ALERT_LATENCY_S
+    return AlertThresholds(drift_score=alerts.max_drift_score, latency_p95_s=latency,
+                           error_rate=alerts.max_error_rate, window_s=alerts.window)
+
+
+def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], prep: Any,
+                test_metrics: dict[str, Any], test_source: str) -> str:
+    from mlestar.deploy.benchmark import best_throughput
+    from mlestar.deploy.bundle import render_model_card
+
+    served = prepared.benchmark[prepared.served]
+    env = read_json(ctx.run_dir / "environment.json")
+    return render_model_card(
+        project=ctx.config.project.name, run_id=ctx.run_id, model_name=arch["name"],
+        dataset=ctx.read_json(DATASET_REF)["name"],
+        metrics={**test_metrics, "deploy_latency_p95": served["latency_s"]["p95"],
+                 "deploy_throughput": best_throughput(served)},
+        targets=dict(ctx.config.task.targets), preprocessing=prep, environment=_env_summary(env),
+        limits=[f"test metrics: {test_source}",
+                f"served by default with {prepared.runtime} ({prepared.precision}); {_quant_line(prepared)}",
+                f"trained on {arch['image_size']}px images with {arch['in_channels']} channel(s); "
+                "other inputs are resized and converted",
+                "drift from the training data is scored on /metrics and /health (alerts.yml); "
+                "not evaluated under distribution shift"])
+
+
+def _quant_line(prepared: Prepared) -> str:
+    quant = prepared.quant
+    if quant is None:
+        return "no int8 model (deployment.quantize: none)"
+    verdict = "adopted" if quant.adopted else "not adopted"
+    return (f"int8 ({quant.method}) {verdict}: validation accuracy {quant.fp32_accuracy:.4f} -> "
+            f"{quant.int8_accuracy:.4f}, allowed drop {quant.max_accuracy_drop:.4f}")
+
+
+# --------------------------------------------------------------------------- reporting
+
+
+def _record(prepared: Prepared, bundle_dir: Path, size: float, test_metrics: dict[str, Any],
+            test_source: str) -> dict[str, Any]:
+    quant = prepared.quant
+    return {"parity": {fmt: r.__dict__ for fmt, r in prepared.reports.items()},
+            "quantization": quant.to_dict() if quant else {"method": "none"},
+            "benchmark": prepared.benchmark,
+            "served": {"runtime": prepared.runtime, "precision": prepared.precision, "variant": prepared.served},
+            "latency_s": prepared.benchmark[prepared.served]["latency_s"], "bundle": "bundle",
+            "bundle_size_bytes": size, "test_metrics": test_metrics, "test_metrics_source": test_source,
+            "serve": f"mlestar serve {bundle_dir}"}
+
+
+def _metrics(prepared: Prepared, size: float) -> dict[str, float | None]:
+    from mlestar.deploy.benchmark import best_throughput
+
+    reports, quant = prepared.reports, prepared.quant
+    served = prepared.benchmark[prepared.served]
+    diffs = {fmt: reports[fmt].max_abs_diff if fmt in reports else None for fmt in ("onnx", "torchscript")}
+    return {"onnx_max_abs_diff": diffs["onnx"], "torchscript_max_abs_diff": diffs["torchscript"],
+            "parity_top1_agreement": min(r.top1_agreement for r in reports.values()),
+            "deploy_latency_p95": served["latency_s"]["p95"], "deploy_throughput": best_throughput(served),
+            "bundle_size": size, "quantized_accuracy_drop": quant.accuracy_drop if quant else None}
+
+
+def _summary(prepared: Prepared, size: float, bundle_dir: Path) -> str:
+    parity = ", ".join(f"{f} {r.max_abs_diff:.1e}" for f, r in prepared.reports.items())
+    return (f"exported {', '.join(prepared.reports)}; parity {parity}; {_quant_line(prepared)}; serving "
+            f"{prepared.runtime} ({prepared.precision}); bundle {size / 1e6:.2f} MB at {bundle_dir}")
 
 
 def _env_summary(env: dict[str, Any]) -> dict[str, Any]:

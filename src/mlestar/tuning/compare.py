@@ -1,0 +1,102 @@
+"""Before/after: the refined configuration against stage 4's, like for like, over several seeds.
+
+Both sides train on the whole training split with their own epochs (trials
+may have used fewer) and the same training-time limit as stage 4, once per
+seed. The baseline's first seed is the plan's seed, which is exactly stage 4's
+run, so its validation accuracy is reused instead of trained again. The
+refined configuration is adopted only when its mean gain exceeds both the
+noise (the larger seed-to-seed standard deviation of the two sides) and
+``refinement.min_improvement``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mlestar.tuning.job import TrialData, TuneJob
+from mlestar.tuning.trainer import Retrained, retrain
+
+
+@dataclass
+class Comparison:
+    """Validation accuracy per seed for both sides, and the refined model of the plan's seed."""
+
+    seeds: list[int] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    refined: list[float] = field(default_factory=list)
+    refined_model: Any = None
+    note: str = ""
+
+    @property
+    def gain(self) -> float:
+        """Mean refined minus mean baseline validation accuracy."""
+        return statistics.fmean(self.refined) - statistics.fmean(self.baseline)
+
+    @property
+    def noise(self) -> float:
+        """The larger sample standard deviation of the two sides (0 with one seed)."""
+        return max(_std(self.baseline), _std(self.refined))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Numbers for refinement.json and the audit trail."""
+        return {"seeds": self.seeds, "baseline": self.baseline, "refined": self.refined,
+                "baseline_mean": statistics.fmean(self.baseline), "refined_mean": statistics.fmean(self.refined),
+                "baseline_std": _std(self.baseline), "refined_std": _std(self.refined),
+                "gain": self.gain, "noise": self.noise, "note": self.note}
+
+
+def _std(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def compare(baseline_plan: dict[str, Any], refined_plan: dict[str, Any], stage4_val: float, data: TrialData,
+            job: TuneJob, *, seeds: int, budget: float | None, max_seconds: float | None, work_dir: Path,
+            report: Callable[[str], None] = lambda line: None) -> Comparison:
+    """Train both sides on up to ``seeds`` seeds, fewer when ``budget`` (seconds) would be exceeded.
+
+    Seeds run in order (plan seed, +1, +2, ...); a further seed starts only
+    when the time both sides took for the last one still fits the budget. At
+    least the plan's seed always runs.
+    """
+    first = int(baseline_plan["seed"])
+    out = Comparison()
+    started, last_cost = time.perf_counter(), 0.0
+    for index in range(seeds):
+        spent = time.perf_counter() - started
+        if index and budget is not None and spent + last_cost > budget:
+            out.note = f"{index} of {seeds} seeds: another would pass the {budget:.0f}s comparison budget"
+            break
+        seed = first + index
+        run = _side(refined_plan, seed, data, job, work_dir / f"refined-seed{seed}", max_seconds, report)
+        base = stage4_val if index == 0 else \
+            _side(baseline_plan, seed, data, job, work_dir / f"baseline-seed{seed}", max_seconds, report).val_accuracy
+        out.seeds.append(seed)
+        out.refined.append(run.val_accuracy)
+        out.baseline.append(base)
+        out.refined_model = run.model if index == 0 else out.refined_model
+        last_cost = time.perf_counter() - started - spent
+        report(f"  seed {seed}: baseline val {base:.4f}, refined val {run.val_accuracy:.4f}")
+    return out
+
+
+def _side(plan: dict[str, Any], seed: int, data: TrialData, job: TuneJob, work_dir: Path,
+          max_seconds: float | None, report: Callable[[str], None]) -> Retrained:
+    return retrain({**plan, "seed": seed}, data, job, work_dir=work_dir, max_seconds=max_seconds, report=report)
+
+
+def decide(comparison: Comparison, min_improvement: float) -> tuple[bool, str]:
+    """Adopt when the mean gain beats both the noise and ``min_improvement``; the reason states the numbers."""
+    gain, noise = comparison.gain, comparison.noise
+    n = len(comparison.seeds)
+    numbers = (f"mean val gain {gain:+.4f} over {n} seed(s) (baseline {statistics.fmean(comparison.baseline):.4f}, "
+               f"refined {statistics.fmean(comparison.refined):.4f}); noise (larger std) {noise:.4f}; "
+               f"min_improvement {min_improvement:.4f}")
+    if gain <= noise:
+        return False, f"kept the baseline: gain within the noise; {numbers}"
+    if gain <= min_improvement:
+        return False, f"kept the baseline: gain below min_improvement; {numbers}"
+    return True, f"adopted the refined configuration: {numbers}"

@@ -1,0 +1,89 @@
+"""The search space at trial time: draw order, conditions, and a trial's parameters applied to a plan.
+
+The config validates a space once (:mod:`mlestar.config.schema`: known
+parameters, ranges, conditions without cycles); here a trial draws it. A
+parameter with ``when`` is drawn only after the parameters it names, and only
+when they took one of the listed values; otherwise the plan's value stands and
+the parameter is absent from the trial's ``params``, which is what Optuna's
+samplers expect of a conditional space.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from mlestar.config.schema import ParamSpec
+
+
+def draw_order(space: Mapping[str, ParamSpec]) -> list[str]:
+    """Parameter names, each after every parameter its ``when`` names (the config rules out cycles)."""
+    order: list[str] = []
+
+    def place(name: str) -> None:
+        if name not in order:
+            for other in space[name].when or {}:
+                place(other)
+            order.append(name)
+
+    for name in space:
+        place(name)
+    return order
+
+
+def is_active(spec: ParamSpec, drawn: Mapping[str, Any]) -> bool:
+    """True when every condition of ``spec`` holds for the values drawn so far."""
+    return all(name in drawn and drawn[name] in values for name, values in (spec.when or {}).items())
+
+
+def suggest(trial: Any, name: str, spec: ParamSpec) -> Any:
+    """Draw one parameter from an Optuna trial according to its spec."""
+    if spec.type == "categorical":
+        return trial.suggest_categorical(name, list(spec.choices or []))
+    if spec.type == "int":
+        return trial.suggest_int(name, int(spec.low or 0), int(spec.high or 0), log=spec.log)
+    return trial.suggest_float(name, float(spec.low or 0.0), float(spec.high or 0.0), log=spec.log)
+
+
+def suggest_params(trial: Any, space: Mapping[str, ParamSpec]) -> dict[str, Any]:
+    """Draw every active parameter, conditions first; inactive ones are left out."""
+    drawn: dict[str, Any] = {}
+    for name in draw_order(space):
+        if is_active(space[name], drawn):
+            drawn[name] = suggest(trial, name, space[name])
+    return drawn
+
+
+def space_to_json(space: Mapping[str, ParamSpec]) -> dict[str, dict[str, Any]]:
+    """The space as plain JSON (for job files and the study's stored signature)."""
+    return {name: spec.model_dump(mode="json", exclude_none=True) for name, spec in space.items()}
+
+
+def space_from_json(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, ParamSpec]:
+    """Inverse of :func:`space_to_json`."""
+    return {name: ParamSpec.model_validate(dict(spec)) for name, spec in raw.items()}
+
+
+def is_continuous(space: Mapping[str, ParamSpec]) -> bool:
+    """True when CMA-ES can search the space: float/int only, nothing conditional."""
+    return all(spec.type != "categorical" and not spec.when for spec in space.values())
+
+
+def balanced_weights(class_counts: list[int]) -> list[float]:
+    """Inverse class frequency, scaled so a balanced set gets 1.0 everywhere (as stage 3 plans it)."""
+    total = sum(class_counts)
+    return [total / (len(class_counts) * max(count, 1)) for count in class_counts]
+
+
+def apply_params(plan: Mapping[str, Any], params: Mapping[str, Any], class_counts: list[int]) -> dict[str, Any]:
+    """A copy of ``plan`` with a trial's parameters in it.
+
+    ``class_weighting`` is a plan choice, but training reads the weights:
+    ``balanced`` computes them from ``class_counts``, ``none`` drops them.
+    """
+    out = {**plan, **params}
+    if "class_weighting" in params:
+        if params["class_weighting"] == "balanced":
+            out["class_weights"] = balanced_weights(class_counts)
+        else:
+            out.pop("class_weights", None)
+    return out

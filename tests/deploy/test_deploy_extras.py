@@ -1,0 +1,93 @@
+"""The bundle's operational files (alert rules, requirements) and the runtime benchmark."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from mlestar.deploy.benchmark import benchmark_runner, best_throughput, latency, machine, throughput, tile
+from mlestar.deploy.extras import AlertThresholds, render_alerts, requirements_txt
+from mlestar.deploy.metrics import ERROR_KINDS
+
+THRESHOLDS = AlertThresholds(drift_score=0.7, latency_p95_s=0.04, error_rate=0.02, window_s=600)
+
+
+def _rules(text: str) -> dict[str, dict[str, object]]:
+    (group,) = yaml.safe_load(text)["groups"]
+    return {rule["alert"]: rule for rule in group["rules"]}
+
+
+def test_alert_rules_carry_the_thresholds_and_window() -> None:
+    rules = _rules(render_alerts("airbench_xs", "run-7", THRESHOLDS))
+    assert set(rules) == {"MlestarInputDrift", "MlestarLatencyP95", "MlestarErrorRate"}
+    assert rules["MlestarInputDrift"]["expr"] == "mlestar_drift_score > 0.7"
+    latency_expr = str(rules["MlestarLatencyP95"]["expr"])
+    assert latency_expr.startswith("histogram_quantile(0.95, sum by (le) (rate(mlestar_request_latency_seconds_bucket")
+    assert '{route="/predict"}[600s]' in latency_expr and latency_expr.endswith("> 0.04")
+    error_expr = str(rules["MlestarErrorRate"]["expr"])
+    assert 'status=~"[45].."' in error_expr and error_expr.endswith("> 0.02")
+    for rule in rules.values():
+        assert rule["for"] == "600s"
+        assert rule["labels"] == {"severity": "warning", "model": "airbench_xs", "version": "run-7"}
+        assert rule["annotations"]["summary"]  # type: ignore[index]
+
+
+def test_alert_expressions_name_only_series_the_server_exports() -> None:
+    text = render_alerts("m", "v", THRESHOLDS)
+    for series in ("mlestar_drift_score", "mlestar_request_latency_seconds_bucket", "mlestar_requests_total"):
+        assert series in text
+    assert "mlestar_errors_total" in text and len(ERROR_KINDS) == len(set(ERROR_KINDS))
+
+
+def test_requirements_pin_installed_versions_and_add_the_runtime() -> None:
+    with_onnx = requirements_txt(["torchscript", "onnx"]).splitlines()
+    pins = dict(line.split("==") for line in with_onnx if not line.startswith("#"))
+    for name in ("mlestar", "torch", "fastapi", "uvicorn", "prometheus-client", "onnxruntime", "pillow"):
+        assert pins[name] == importlib.metadata.version(name)
+    assert "onnxruntime" not in requirements_txt(["torchscript"])
+
+
+def test_tile_repeats_images_to_the_batch_size() -> None:
+    images = np.arange(3, dtype=np.float32).reshape(3, 1, 1, 1)
+    assert tile(images, 7)[:, 0, 0, 0].tolist() == [0, 1, 2, 0, 1, 2, 0]
+    assert tile(images, 2).shape == (2, 1, 1, 1)
+
+
+def test_latency_and_throughput_measure_the_runner() -> None:
+    def sleepy(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.002)
+        return np.zeros((len(batch), 2), np.float32)
+
+    timed = latency(sleepy, np.zeros((1, 1, 2, 2), np.float32), repeats=10)
+    assert 0.002 <= timed["p50"] <= timed["p95"] < 0.5
+    rate = throughput(sleepy, np.zeros((32, 1, 2, 2), np.float32), budget_s=0.05)
+    assert 32 / 0.5 < rate <= 32 / 0.002  # each call of 32 images takes at least 2 ms
+
+
+def test_benchmark_runner_reports_both_batch_sizes() -> None:
+    calls: list[int] = []
+
+    def counting(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        return np.zeros((len(batch), 2), np.float32)
+
+    result = benchmark_runner(counting, np.zeros((5, 1, 2, 2), np.float32), repeats=4, budget_s=0.01)
+    assert set(result) == {"latency_s", "throughput"} and set(result["throughput"]) == {"32", "64"}
+    assert calls.count(1) == 5 and {32, 64} <= set(calls)  # one warm-up + 4 timed calls at batch 1
+    assert best_throughput(result) == max(result["throughput"].values()) > 0
+    assert best_throughput({}) is None
+
+
+def test_machine_names_the_cpu_and_threads() -> None:
+    info = machine()
+    assert info["cpu_count"] >= 1 and info["torch_threads"] >= 1 and info["cpu"]
+
+
+@pytest.mark.parametrize("window", [0.4, 59.6])
+def test_short_windows_round_to_whole_seconds(window: float) -> None:
+    rules = _rules(render_alerts("m", "v", AlertThresholds(0.5, 0.1, 0.05, window)))
+    assert rules["MlestarInputDrift"]["for"] == f"{max(1, round(window))}s"

@@ -1,0 +1,70 @@
+"""Before/after: like-for-like retraining over seeds, the adoption rule, torchrun for several processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlestar.config import build_config
+from mlestar.tuning.compare import Comparison, compare, decide
+from mlestar.tuning.job import trial_data
+from mlestar.tuning.standalone import run_job
+from mlestar.tuning.trainer import retrain
+from tiny_workflow import TINY
+
+
+@pytest.fixture
+def job_and_data(tiny_run: Path, tmp_path: Path) -> tuple:
+    torch.set_num_threads(1)
+    job = run_job(build_config(TINY), tiny_run, study="cmp", storage=None, out_dir=tmp_path)
+    return job, trial_data(job)
+
+
+def test_the_same_plan_retrained_matches_stage_4_on_every_seed(tiny_run: Path, tmp_path: Path,
+                                                                job_and_data: tuple) -> None:
+    job, data = job_and_data
+    stage4 = json.loads((tiny_run / "04_implementation" / "metrics.json").read_text())["val_accuracy"]
+    result = compare(job.plan, job.plan, stage4, data, job, seeds=2, budget=None, max_seconds=None,
+                     work_dir=tmp_path / "retrain")
+    assert result.seeds == [0, 1]
+    assert result.refined == result.baseline  # like for like: same split, epochs, seed -> same accuracy
+    assert result.refined[0] == pytest.approx(stage4)  # and the plan's seed is exactly stage 4's run
+    assert result.gain == 0.0 and decide(result, 0.0)[0] is False
+
+
+def test_a_small_budget_cuts_the_seeds_but_keeps_one(tmp_path: Path, job_and_data: tuple) -> None:
+    job, data = job_and_data
+    result = compare(job.plan, {**job.plan, "learning_rate": 0.1}, 0.5, data, job, seeds=3, budget=1e-6,
+                     max_seconds=None, work_dir=tmp_path)
+    assert result.seeds == [0] and "1 of 3 seeds" in result.note and result.refined_model is not None
+
+
+@pytest.mark.parametrize("baseline, refined, min_improvement, adopt, why", [
+    ([0.80, 0.81, 0.79], [0.90, 0.91, 0.89], 0.0, True, "adopted"),
+    ([0.80, 0.85, 0.75], [0.83, 0.88, 0.78], 0.0, False, "within the noise"),
+    ([0.80, 0.81, 0.79], [0.82, 0.83, 0.81], 0.05, False, "below min_improvement"),
+    ([0.80], [0.79], 0.0, False, "within the noise"),
+    ([0.80], [0.81], 0.0, True, "adopted"),
+])
+def test_adoption_needs_a_gain_beyond_noise_and_min_improvement(baseline: list[float], refined: list[float],
+                                                                 min_improvement: float, adopt: bool,
+                                                                 why: str) -> None:
+    comparison = Comparison(seeds=list(range(len(baseline))), baseline=baseline, refined=refined)
+    adopted, reason = decide(comparison, min_improvement)
+    assert adopted is adopt and why in reason
+    assert f"over {len(baseline)} seed(s)" in reason and "noise (larger std)" in reason
+
+
+def test_retrain_goes_through_torchrun_when_the_plan_asks_for_processes(tmp_path: Path,
+                                                                       job_and_data: tuple) -> None:
+    job, data = job_and_data
+    lines: list[str] = []
+    run = retrain({**job.plan, "processes": 2}, data, job, work_dir=tmp_path / "ddp", max_seconds=None,
+                  report=lines.append)
+    assert 0.1 < run.val_accuracy <= 1.0  # 10 classes: well above chance after 2 epochs
+    assert sum(p.numel() for p in run.model.parameters()) > 0
+    assert not (tmp_path / "ddp").exists()  # checkpoints of a retrain are not kept
+    assert any("epoch 2/2" in line for line in lines)

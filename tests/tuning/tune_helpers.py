@@ -1,0 +1,43 @@
+"""Helpers the tuning tests share: unique study names, tune configs, ``python -m mlestar`` runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tiny_workflow import TINY, merge
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def unique_study(prefix: str = "t") -> str:
+    """A study name no other test uses (the PostgreSQL database is shared)."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def write_config(folder: Path, runs_dir: Path, **refinement: Any) -> Path:
+    """The tiny workflow's config (same data, so the same splits) with ``refinement`` merged in, as YAML."""
+    raw = merge(TINY, {"project": {"runs_dir": str(runs_dir)}, "refinement": refinement})
+    path = folder / "tune.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def mlestar(*args: str, env: dict[str, str] | None = None, timeout: float = 240,
+            **popen: Any) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m mlestar ARGS`` to completion (output captured)."""
+    return subprocess.run([sys.executable, "-m", "mlestar", *args], capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO, **popen)
+
+
+def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``python -m mlestar ARGS`` in the background, output to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "mlestar", *args], stdout=out, stderr=subprocess.STDOUT,
+                                cwd=REPO)
