@@ -135,6 +135,36 @@ def test_parity_counts_top1_disagreements(model: nn.Module, images: torch.Tensor
     assert report.top1_agreement == 0.5
 
 
+def test_parity_fails_below_the_least_top1_agreement_even_within_tolerance(model: nn.Module,
+                                                                            images: torch.Tensor) -> None:
+    """Near-tied logits can swap their arg-max by less than the tolerance: agreement is checked on its own."""
+    tie = nn.Linear(64, 3)
+    with torch.no_grad():
+        tie.weight.zero_()
+        tie.bias.copy_(torch.tensor([0.0, 1e-6, 0.0]))
+    tied = nn.Sequential(nn.Flatten(), tie).eval()  # every image: class 1 by one millionth
+
+    def flipped(batch: np.ndarray) -> np.ndarray:
+        return np.tile(np.array([[2e-6, 0.0, 0.0]], np.float32), (len(batch), 1))  # class 0
+
+    report = check_parity(tied, flipped, images, tolerance=1e-4, fmt="fake", min_top1_agreement=0.98)
+    assert report.max_abs_diff <= 1e-4 and report.top1_agreement == 0.0
+    assert not report.passed and report.min_top1_agreement == 0.98
+    assert check_parity(tied, flipped, images, tolerance=1e-4, fmt="fake").passed  # no least agreement: passes
+
+
+def test_export_all_names_the_agreement_knob_when_top1_fails(tmp_path: Path, images: torch.Tensor,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    def disagreeing(*args: object, **kwargs: object) -> ParityReport:
+        return ParityReport("torchscript", 1e-7, 0.5, 16, False, 1e-4, 0.98)
+
+    monkeypatch.setattr(export_module, "check_parity", disagreeing)
+    with pytest.raises(ExportError, match="top-1 agreement is below 98.0%") as caught:
+        export_all(make_model(), images, tmp_path, ["torchscript"], tolerance=1e-4)
+    assert "deployment.min_top1_agreement" in (caught.value.hint or "")
+    assert not (tmp_path / "model.ts").exists()  # the disagreeing copy is deleted
+
+
 def test_parity_treats_nan_as_failure(model: nn.Module, images: torch.Tensor) -> None:
     report = check_parity(model, lambda b: np.full((len(b), 3), np.nan, np.float32), images, 1e9, "fake")
     assert report.max_abs_diff == float("inf")

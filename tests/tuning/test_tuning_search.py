@@ -115,3 +115,18 @@ def test_search_spends_the_kept_trials_on_focus_or_the_main_study(tiny_run: Path
     else:
         assert any("main study continues to 4 trials" in line for line in lines)
     assert result.importance[1]
+
+
+@pytest.mark.slow
+def test_twenty_trial_searches_with_either_pruner_finish_in_minutes(tiny_run: Path, tmp_path: Path) -> None:
+    import time
+
+    for pruner in ("median", "hyperband"):
+        job, data, settings = tiny_job(tiny_run, tmp_path, n_trials=20, epochs_per_trial=6, search_space=WIDE_LR,
+                                       pruner=pruner)
+        started = time.perf_counter()
+        result = search(job, data, settings, log_dir=tmp_path)
+        states = [r["state"] for r in result.rows]
+        assert states.count("COMPLETE") + states.count("PRUNED") == 20
+        assert "PRUNED" in states, (pruner, states)
+        assert time.perf_counter() - started < 300
