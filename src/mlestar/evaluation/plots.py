@@ -32,14 +32,17 @@ _MAX_FIG_INCHES = 24.0  # keeps a 1000-class plot to a few MB
 _PLAIN = {"parse_math": False}  # text properties: show "$" literally, never mathtext
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """Render ``fig`` to PNG bytes, close it, and write them atomically."""
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Render ``fig`` to PNG bytes, close it, and write them atomically (every mlestar plot goes here)."""
     try:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
     finally:
         plt.close(fig)
     return atomic_write_bytes(Path(path), buf.getvalue())
+
+
+_save = save_figure
 
 
 def _side(num_items: int, per_item: float, minimum: float) -> float:

@@ -1,14 +1,13 @@
 """Search figures, each one PNG written atomically: history, parameter importance, ablation impact.
 
 Every function draws with matplotlib's Agg backend into memory, closes the
-figure and writes the bytes with :func:`mlestar.utils.io.atomic_write_bytes`.
+figure and writes the bytes through :func:`mlestar.evaluation.plots.save_figure`.
 With nothing to show (refinement disabled, no finished trial) the figure says
 so in words rather than being left out, so the stage's outputs are always there.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
@@ -19,21 +18,13 @@ matplotlib.use("Agg")  # headless: servers and CI have no display
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 from matplotlib.figure import Figure  # noqa: E402
 
-from mlestar.utils.io import atomic_write_bytes  # noqa: E402
+from mlestar.evaluation.plots import save_figure  # noqa: E402
 
-_DPI = 100
 _STYLE = {"COMPLETE": ("tab:blue", "o", "complete"), "PRUNED": ("tab:gray", "x", "pruned"),
           "INFEASIBLE": ("tab:red", "s", "infeasible")}
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    """PNG bytes of ``fig`` (closed afterwards), written atomically."""
-    try:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=_DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+_save = save_figure
 
 
 def _message(path: Path, title: str, message: str) -> Path:
