@@ -12,9 +12,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 from PIL import Image
-from prometheus_client.parser import text_string_to_metric_families
 
 from mlestar.cli.app import app as cli_app
+from prometheus_text import metric
 
 
 def free_port() -> int:
@@ -41,14 +41,6 @@ def _wait_ready(base: str, proc: subprocess.Popen) -> httpx.Response:
             pass
         assert proc.poll() is None and time.time() < deadline, "server did not come up"
         time.sleep(0.2)
-
-
-def _sample(exposition: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
 
 
 def test_serve_a_bundle_over_http(finished_run: tuple[Path, str]) -> None:
@@ -81,11 +73,11 @@ def test_serve_a_bundle_over_http(finished_run: tuple[Path, str]) -> None:
         bad = httpx.post(f"{base}/predict", content=b"nope", headers={"content-type": "text/plain"}, timeout=10)
         assert bad.status_code == 415 and bad.json()["kind"] == "unsupported_media_type"
         metrics = httpx.get(f"{base}/metrics", timeout=2).text
-        assert _sample(metrics, "mlestar_requests_total", route="/predict", status="200") == 18
-        assert _sample(metrics, "mlestar_errors_total", kind="unsupported_media_type") == 1
-        assert _sample(metrics, "mlestar_batch_size_sum") == 20
-        assert _sample(metrics, "mlestar_batch_size_bucket", le="4.0") == _sample(metrics, "mlestar_batch_size_count")
-        assert _sample(metrics, "mlestar_drift_score") >= 0
+        assert metric(metrics, "mlestar_requests_total", route="/predict", status="200") == 18
+        assert metric(metrics, "mlestar_errors_total", kind="unsupported_media_type") == 1
+        assert metric(metrics, "mlestar_batch_size_sum") == 20
+        assert metric(metrics, "mlestar_batch_size_bucket", le="4.0") == metric(metrics, "mlestar_batch_size_count")
+        assert metric(metrics, "mlestar_drift_score") >= 0
         assert httpx.get(f"{base}/docs", timeout=2).status_code == 200
     finally:
         proc.terminate()

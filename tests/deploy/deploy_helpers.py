@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from prometheus_text import metric  # noqa: F401  (re-exported for the deploy tests)
 
 from mlestar.data.dataset import Preprocessing
 from mlestar.deploy import render_model_card, write_bundle
@@ -124,17 +125,6 @@ def header_only_png(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + \
         chunk(b"IEND", b"")
-
-
-def metric(exposition: str, name: str, **labels: str) -> float:
-    """The value of sample ``name`` with exactly ``labels`` in a Prometheus text exposition (0 when absent)."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    for family in text_string_to_metric_families(exposition):
-        for sample in family.samples:
-            if sample.name == name and sample.labels == labels:
-                return float(sample.value)
-    return 0.0
 
 
 @contextlib.contextmanager
