@@ -107,3 +107,17 @@ def test_reproduce_matches_the_original(run_copy: tuple[Path, str]) -> None:
     result = invoke("reproduce", run_id, "--runs-dir", runs_dir)
     assert result.exit_code == 0, result.output
     assert "within tolerance" in result.output and "test_accuracy" in result.output
+
+
+def test_models_lists_the_registry_with_measured_costs() -> None:
+    result = runner.invoke(app, ["models"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
+    assert {"small_cnn", "airbench_xs", "airbench_s", "airbench", "airbench_l", "resnet18"} <= set(rows)
+    assert "11,173,962" in rows["resnet18"] and "44.77 MB" in rows["resnet18"]
+    assert "1,972,792" in rows["airbench"] and "7.91 MB" in rows["airbench"]  # the 8 MB bound
+
+
+def test_models_rejects_a_bad_image_size() -> None:
+    result = runner.invoke(app, ["models", "--image-size", "1"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

@@ -44,3 +44,18 @@ def test_airbench_param_counts_match_the_table() -> None:
     # trainable only: the frozen whitening weights and BN scales are excluded
     assert counts["airbench"] < 2_000_000 and counts["airbench"] > 1_900_000
     assert counts["airbench_s"] < counts["airbench"] < counts["airbench_l"]
+
+
+def test_airbench_stem_whitens_two_by_two_patches() -> None:
+    """After init_whitening the stem's first half maps patches to (nearly) unit, uncorrelated channels."""
+    torch.manual_seed(0)
+    x = torch.nn.functional.avg_pool2d(torch.randn(2000, 3, 10, 10), 3, 1)  # neighbouring pixels correlate
+    x[:, 1] += 0.5 * x[:, 0]                                                 # and so do channels
+    model = create_model("airbench", num_classes=10, in_channels=3, image_size=32)
+    model.init_whitening(x)
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(x, model.whiten.weight[:12]).permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = torch.cov(out.T)
+    assert torch.allclose(cov.diagonal(), torch.ones(12), atol=0.1)
+    assert (cov - torch.diag(cov.diagonal())).abs().max() < 1e-3
+    assert torch.equal(model.whiten.weight[12:], -model.whiten.weight[:12])

@@ -41,8 +41,19 @@ def test_parameter_groups_scale_bias_learning_rate_and_decay() -> None:
     assert groups["biases"]["lr"] == pytest.approx(0.4 * 64)
     assert groups["biases"]["weight_decay"] == pytest.approx(0.01 / 64)
     assert groups["whiten_bias"]["params"][0] is model.whiten.bias
+    assert groups["whiten_bias"]["lr"] == pytest.approx(0.4)  # the stem's bias learns at the weights' rate
     frozen = {id(p) for p in model.parameters() if not p.requires_grad}
     assert all(id(p) not in frozen for g in param_groups(model, spec) for p in g["params"])
+
+
+@pytest.mark.parametrize("batch", [256, 1024])
+def test_recipe_shrinks_weights_per_step_as_airbench_does(batch: int) -> None:
+    """airbench sums the loss and decays weights by 0.0153 * batch / 7850 per step at the peak learning rate;
+    with the mean loss and torch's coupled decay the same shrink is learning_rate * weight_decay."""
+    settings = airbench_settings(batch)
+    shrink = settings["learning_rate"] * settings["weight_decay"]
+    assert shrink == pytest.approx(0.0153 * batch / (1024 * (1 + 1 / (1 - 0.85))), rel=1e-6)
+    assert settings["learning_rate"] == pytest.approx(11.5 * batch / (1024 * (1 + 1 / (1 - 0.85))), rel=1e-6)
 
 
 def test_whitening_bias_stops_learning_after_its_epochs() -> None:

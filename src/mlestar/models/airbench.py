@@ -95,7 +95,8 @@ class AirbenchNet(nn.Module):
         cov = patches.T @ patches / len(patches)
         eigenvalues, eigenvectors = torch.linalg.eigh(cov)
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + eps)[:, None])
-        filters = filters.reshape(-1, WHITEN_KERNEL, WHITEN_KERNEL, images.shape[1]).permute(0, 3, 2, 1)
+        # A patch row is laid out (channel, row, column), exactly as a conv filter is.
+        filters = filters.reshape(-1, images.shape[1], WHITEN_KERNEL, WHITEN_KERNEL)
         self.whiten.weight.copy_(torch.cat([filters, -filters]))
 
 

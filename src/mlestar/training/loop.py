@@ -75,6 +75,8 @@ def prepare_model(model: nn.Module, train_x: torch.Tensor, spec: TrainSpec) -> n
         model.init_whitening(train_x[:5000])  # 5,000 images estimate a 12x12 covariance well
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if train_x.is_cuda:
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     return model
 
 
@@ -91,10 +93,13 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(len(self.x) / spec.batch_size)
         self.total_steps = spec.epochs * self.steps_per_epoch
         self.opt = make_optimizer(model, spec)
+        # fp16 has a narrow exponent: scale the loss so small gradients do not flush to zero (GPU only;
+        # on CPUs fp16 is mapped to bf16, which needs no scaling).
+        self.scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "fp16" and self.x.is_cuda)
         self.sched = make_scheduler(self.opt, spec, self.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(spec.seed)
         # Alternating flip: each image gets a random base choice once; epoch parity inverts it.
-        self.flip_base = torch.rand(len(self.x), generator=self.generator) < 0.5
+        self.flip_base = (torch.rand(len(self.x), generator=self.generator) < 0.5).to(self.x.device)
         weights = torch.tensor(spec.class_weights, device=self.x.device) if spec.class_weights else None
         self.loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=spec.label_smoothing)
         self.lookahead = Lookahead(model, spec.lookahead_every, spec.lookahead_alpha, self.total_steps) \
@@ -109,6 +114,7 @@ class _Trainer:
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "flip_base": self.flip_base, "step": self.step_count,
                 "lookahead": self.lookahead.state_dict() if self.lookahead else None,
+                "scaler": self.scaler.state_dict(),
                 "history": self.history, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
                 "best_state": self.best_state, "train_time": self.train_time, "spec": self.spec.to_dict()}
 
@@ -121,9 +127,11 @@ class _Trainer:
         self.sched.load_state_dict(ckpt["sched"])
         self.generator.set_state(ckpt["generator"])
         torch.set_rng_state(ckpt["torch_rng"])
-        self.flip_base, self.step_count = ckpt["flip_base"], ckpt["step"]
+        self.flip_base, self.step_count = ckpt["flip_base"].to(self.x.device), ckpt["step"]
         if self.lookahead is not None:
             self.lookahead.load_state_dict(ckpt["lookahead"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
         self.history, self.best_acc, self.best_epoch = ckpt["history"], ckpt["best_acc"], ckpt["best_epoch"]
         self.best_state, self.train_time = ckpt["best_state"], ckpt["train_time"]
 
@@ -132,7 +140,7 @@ class _Trainer:
         spec = self.spec
         xb = self.x[idx]
         if spec.alternating_flip and "flip" in spec.augmentation:
-            flip = (self.flip_base[idx.cpu()] ^ bool(epoch % 2)).to(xb.device)
+            flip = self.flip_base[idx] ^ bool(epoch % 2)
             xb = torch.where(flip[:, None, None, None], xb.flip(3), xb)
             kind = "translate" if "translate" in spec.augmentation else "none"
         else:
@@ -141,34 +149,43 @@ class _Trainer:
         return xb.contiguous(memory_format=torch.channels_last) if spec.channels_last else xb
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
-        """One pass; returns (mean loss, accuracy) on the augmented training batches."""
+        """One pass; returns (mean loss, accuracy) on the augmented training batches.
+
+        Loss and accuracy accumulate on the device and are read once per epoch:
+        a per-step ``.item()`` would make the host wait for the GPU every step.
+        A non-finite loss is therefore reported at the end of its epoch.
+        """
         self.model.train()
         dtype = autocast_dtype(self.spec.precision)
         perm = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
-        total_loss, correct, seen = 0.0, 0, 0
+        total_loss = torch.zeros((), device=self.x.device)
+        correct = torch.zeros((), dtype=torch.long, device=self.x.device)
+        seen = 0
         for step in range(self.steps_per_epoch):
             idx = perm[step * self.spec.batch_size:(step + 1) * self.spec.batch_size]
             idx = idx[self.shard.rank::self.shard.world]  # data parallel: each rank its share of the batch
-            xb = self.batch(idx, epoch)
+            xb, yb = self.batch(idx, epoch), self.y[idx]
             with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                 logits = self.forward(xb)
-                loss = self.loss_fn(logits.float(), self.y[idx])
-            if not torch.isfinite(loss):
-                raise TrainingError(f"loss became {loss.item()} at step {step}",
-                                    hint="lower training.learning_rate or use precision: fp32")
+                loss = self.loss_fn(logits.float(), yb)
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.opt)
+            self.scaler.update()
             self.sched.step()
             self.step_count += 1
             if self.lookahead is not None:
                 self.lookahead.step(self.model, self.step_count)
-            total_loss += loss.item() * len(idx)
-            correct += int((logits.argmax(1) == self.y[idx]).sum())
+            total_loss += loss.detach() * len(idx)
+            correct += (logits.detach().argmax(1) == yb).sum()
             seen += len(idx)
+        mean_loss = float(total_loss) / seen
+        if not math.isfinite(mean_loss):
+            raise TrainingError(f"loss became {mean_loss} in epoch {epoch}",
+                                hint="lower training.learning_rate or use precision: fp32")
         if self.lookahead is not None and self.step_count == self.total_steps:
             self.lookahead.finish(self.model)
-        return total_loss / seen, correct / seen
+        return mean_loss, int(correct) / seen
 
 
 @dataclass(frozen=True)
@@ -189,8 +206,11 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
         spec: TrainSpec, *, out_dir: Path | None = None, resume: bool = False,
         on_epoch: EpochCallback | None = None, report: Callable[[str], None] = lambda s: None,
         progress: Callable[[int, int], None] = lambda done, total: None, tensorboard: bool = True,
-        shard: Shard | None = None) -> FitResult:
+        shard: Shard | None = None, keep: str = "best") -> FitResult:
     """Train ``model`` and return it with its best-validation weights loaded.
+
+    ``keep="last"`` returns the final weights instead: for a model trained on
+    training plus validation data, where validation cannot select an epoch.
 
     With ``out_dir``, writes ``checkpoints/last.pt`` after every epoch and
     TensorBoard logs to ``tensorboard/``; with ``resume``, continues from that
@@ -227,6 +247,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     finally:
         if writer is not None:
             writer.close()
+    if keep == "last":
+        return FitResult(model, trainer.history, len(trainer.history), trainer.train_time, resumed_from, stopped)
     model.load_state_dict(trainer.best_state)
     return FitResult(model, trainer.history, trainer.best_epoch, trainer.train_time, resumed_from, stopped)
 

@@ -3,8 +3,9 @@
 Three groups: conv/linear weights (``learning_rate``, ``weight_decay``);
 biases and batch-norm shifts (``learning_rate * bias_lr_scale``, decay divided
 by the same factor, as airbench does: few, sensitive parameters learn faster
-with less decay); and an airbench stem's whitening bias, which trains only for
-the first ``whiten_bias_epochs`` epochs and is frozen after.
+while shrinking by the same amount per step); and an airbench stem's whitening
+bias, at the weights' rate, which trains only for the first
+``whiten_bias_epochs`` epochs and is frozen after.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
         {"name": "biases", "params": biases, "lr_scale": spec.bias_lr_scale, "weight_decay": bias_decay},
     ]
     if whiten_bias is not None and whiten_bias.requires_grad:
-        groups.append({"name": "whiten_bias", "params": [whiten_bias], "lr_scale": spec.bias_lr_scale,
-                       "weight_decay": bias_decay})
+        # The stem's bias learns at the weights' rate: 64x would swamp the whitened input (airbench does the same).
+        groups.append({"name": "whiten_bias", "params": [whiten_bias], "lr_scale": 1.0,
+                       "weight_decay": spec.weight_decay})
     return [g for g in groups if g["params"]]
 
 
