@@ -3,6 +3,7 @@
 Usage:
   .venv/bin/python benchmarks/cifar10.py --model airbench_s --epochs 8 --seeds 0 1 2
   .venv/bin/python benchmarks/cifar10.py --engine-vs-dataloader
+  python3 benchmarks/cifar10.py --device cuda --sweep airbench_xs:5,10 airbench_s:3,6 --batch 256
   python3 benchmarks/cifar10.py --device cuda --model airbench --epochs 10 --train-on train+val \
       --precision bf16 --warmup 1 --seeds 0 1 2 --json results.json
 Options: --precision fp32 bf16 fp16, --train-on train|train+val, --batch N (default:
@@ -107,6 +108,40 @@ def accuracy_runs(args) -> None:
                                          "runs": results}, indent=2))
 
 
+def sweep(args) -> None:
+    """Validation accuracy (train split only; test never read) of model x epochs pairs: the planner's evidence.
+
+    Accuracy after a given number of epochs does not depend on the hardware, so a GPU
+    answers in minutes which model/epochs pair a CPU budget should buy.
+    """
+    device = choose_device(args.device)
+    dataset = load_dataset(DataConfig(source="imagefolder", path=args.archive), seed=0)
+    prep = dataset.preprocessing()
+    train, (x_val, y_val) = training_tensors(dataset, prep, "train", device)
+    batch = args.batch or 256
+    print(f"device {describe(device)}; sweep on train {len(train[0])} / val {len(x_val)} (test not read); "
+          f"batch {batch}, {args.precision[0]}")
+    rows = []
+    for item in args.sweep:
+        model, epochs = item.split(":")
+        for n in (int(e) for e in epochs.split(",")):
+            for seed in args.seeds:
+                plan = plan_for(model, n, batch, args.precision[0], seed, device.type)
+                result = fit(build_model(plan).to(device), train, (x_val, y_val), spec_from_plan(plan),
+                             tensorboard=False, keep="last")
+                plain = tta_logits(result.model, x_val, "none", channels_last=True)
+                tta = tta_logits(result.model, x_val, "flip_translate", channels_last=True, plain_logits=plain)
+                y = y_val.cpu()
+                row = {"model": model, "epochs": n, "seed": seed, "seconds": result.training_time,
+                       "val_plain": float((plain.argmax(1) == y).float().mean()),
+                       "val_tta": float((tta.argmax(1) == y).float().mean())}
+                rows.append(row)
+                print(f"  {model:12s} {n:3d} epochs seed {seed}: val {row['val_plain']:.4f} plain, "
+                      f"{row['val_tta']:.4f} TTA ({row['seconds']:.1f}s)")
+    if args.json:
+        args.json.write_text(json.dumps({"device": describe(device), "sweep": rows}, indent=2))
+
+
 def describe(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
@@ -161,6 +196,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=0, help="epochs of one untimed run first")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--sweep", nargs="+", metavar="MODEL:E1,E2",
+                        help="validation accuracy of each model at each epoch count (train split, test unread)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--precision", nargs="+", default=["fp32"])
     parser.add_argument("--train-on", choices=["train", "train+val"], default="train")
@@ -168,6 +205,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.engine_vs_dataloader:
         engine_vs_dataloader(args)
+    elif args.sweep:
+        sweep(args)
     else:
         accuracy_runs(args)
 

@@ -7,11 +7,7 @@
 # .git/info/exclude and named in the call's `carry`). Writes logs and JSON to $OUT.
 # Numbers and the command go to docs/benchmarks.md.
 set -uo pipefail
-OUT=${OUT:-/tmp/mlestar-device-out}
-mkdir -p "$OUT"
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 3
-export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 MLESTAR_CACHE_DIR=/tmp/mlestar-cache
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+source benchmarks/device_setup.sh
 bench() {  # name, then benchmarks/cifar10.py arguments
   local name=$1; shift
   timeout "${LIMIT:-150}" python3 benchmarks/cifar10.py --device cuda --archive .gpudata/cifar10-jpeg.tar.gz \

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from mlestar.cli.common import console, guarded
-from mlestar.models.summary import summarize_all
+from mlestar.evaluation.model_summary import summarize_all
 
 
 def register(app: typer.Typer) -> None:

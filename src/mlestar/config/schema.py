@@ -136,6 +136,8 @@ class TrainingConfig(Section):
     class_weighting: Literal["auto", "none", "balanced"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    compile: bool = Field(False, description="torch.compile the training forward pass; measured not to pay for "
+                                             "the airbench nets (docs/benchmarks.md)")
     num_threads: int | None = Field(None, ge=1, description="torch intra-op threads; None: all cores")
     processes: int = Field(1, ge=1, le=64, description="data-parallel processes via torchrun (DDP); 1: none")
 

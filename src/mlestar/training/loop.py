@@ -80,7 +80,7 @@ def prepare_model(model: nn.Module, train_x: torch.Tensor, spec: TrainSpec) -> n
     return model
 
 
-class _Trainer:
+class Trainer:
     """State of one fit: built fresh or restored from a checkpoint."""
 
     def __init__(self, model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], spec: TrainSpec,
@@ -222,7 +222,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     shard = shard or Shard()
     writes = shard.rank == 0
     model = prepare_model(model, train[0], spec)
-    trainer = _Trainer(model, train, spec, shard)
+    trainer = Trainer(model, train, spec, shard)
     ckpt_path = out_dir / CHECKPOINT if out_dir else None
     resumed_from = 0
     if resume and ckpt_path is not None and ckpt_path.exists():
@@ -253,7 +253,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     return FitResult(model, trainer.history, trainer.best_epoch, trainer.train_time, resumed_from, stopped)
 
 
-def _run_epoch(trainer: _Trainer, val: tuple[torch.Tensor, torch.Tensor], epoch: int) -> dict[str, float]:
+def _run_epoch(trainer: Trainer, val: tuple[torch.Tensor, torch.Tensor], epoch: int) -> dict[str, float]:
     """Train one epoch, evaluate on validation, keep the best weights; returns the history row."""
     started = time.perf_counter()
     lr = trainer.opt.param_groups[0]["lr"]

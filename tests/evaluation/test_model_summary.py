@@ -5,7 +5,7 @@ import torch
 
 from mlestar.errors import StageError
 from mlestar.models import create_model, list_models
-from mlestar.models.summary import summarize, summarize_all
+from mlestar.evaluation.model_summary import summarize, summarize_all
 
 
 def test_resnet18_has_the_textbook_parameter_count() -> None:
