@@ -53,12 +53,18 @@ def _width(model: str) -> int:
     return model_info(model).default_width
 
 
-def training_tensors(dataset, prep, train_on: str, device: torch.device):
-    """(train, val) tensors on ``device``; train+val joins the two, as the reference's 50,000 images."""
+def training_tensors(dataset, prep, train_on: str, device: torch.device, limit: int | None = None):
+    """(train, val) tensors on ``device``; train+val joins the two, as the reference's 50,000 images.
+
+    ``limit`` keeps a seeded random N of the training images (the split is sorted by class): for
+    comparisons that cannot afford the whole set, such as bf16 on a CPU without AMX.
+    """
     train = dataset.train
     if train_on == "train+val":
         train = ImageSplit(np.concatenate([train.images, dataset.val.images]),
                            np.concatenate([train.labels, dataset.val.labels]))
+    if limit:
+        train = train.subset(np.sort(np.random.default_rng(0).permutation(len(train))[:limit]))
     return split_to_tensors(train, prep, device), split_to_tensors(dataset.val, prep, device)
 
 
@@ -81,7 +87,7 @@ def accuracy_runs(args) -> None:
     device = choose_device(args.device)
     dataset = load_dataset(DataConfig(source="imagefolder", path=args.archive), seed=0)
     prep = dataset.preprocessing()
-    data = training_tensors(dataset, prep, args.train_on, device)
+    data = training_tensors(dataset, prep, args.train_on, device, args.limit_train)
     x_test, y_test = split_to_tensors(dataset.test, prep, device)
     batch = args.batch or airbench_settings(None, device=device.type)["batch_size"]
     print(f"device {describe(device)}; train on {args.train_on}: {len(data[0][0])} images; test {len(x_test)}; "
@@ -195,6 +201,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--warmup", type=int, default=0, help="epochs of one untimed run first")
     parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--sweep", nargs="+", metavar="MODEL:E1,E2",
                         help="validation accuracy of each model at each epoch count (train split, test unread)")

@@ -79,3 +79,29 @@ def test_flip_mirrors_some_images() -> None:
     out = random_flip(x, torch.Generator().manual_seed(0))
     flipped = (out[:, 0, 0, 0] == 7).sum().item()
     assert 0 < flipped < 32
+
+
+def test_keep_last_returns_the_final_weights_not_the_best(digits_tensors: tuple, tmp_path: Path) -> None:
+    """keep='last' (a model trained on train+val) returns what the last epoch left, as the checkpoint holds it."""
+    from mlestar.training.checkpoint import load_torch
+
+    train, val = digits_tensors
+    result = fit(model(), train, val, SPEC, out_dir=tmp_path, tensorboard=False, keep="last")
+    last = load_torch(tmp_path / "checkpoints" / "last.pt")
+    assert result.best_epoch == len(result.history) == 3
+    for key, value in last["model"].items():
+        assert torch.equal(value, result.model.state_dict()[key]), key
+    best = fit(model(), train, val, SPEC, tensorboard=False)  # same seed: the same run, best epoch loaded
+    assert best.history == result.history
+    for key, value in last["best_state"].items():
+        assert torch.equal(value, best.model.state_dict()[key]), key
+
+
+def test_non_finite_loss_stops_training_with_a_hint(digits_tensors: tuple) -> None:
+    from mlestar.errors import TrainingError
+
+    train, val = digits_tensors
+    with pytest.raises(TrainingError, match="loss became (nan|inf) in epoch 1") as info:
+        fit(model(), train, val, TrainSpec(epochs=2, batch_size=64, learning_rate=1e9, momentum=0.9),
+            tensorboard=False)
+    assert "learning_rate" in (info.value.hint or "")
