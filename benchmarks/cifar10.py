@@ -98,10 +98,11 @@ def accuracy_runs(args) -> None:
         if args.warmup:
             warm = one_run(data, x_test, y_test, args, precision, 99, epochs=args.warmup)
             print(f"  {precision} warm-up ({args.warmup} epoch, untimed): {warm['seconds']:.1f}s")
-        rows = [one_run(data, x_test, y_test, args, precision, seed) for seed in args.seeds]
-        for row in rows:
+        rows = []
+        for seed in args.seeds:  # printed as each finishes: a CPU seed takes minutes
+            rows.append(row := one_run(data, x_test, y_test, args, precision, seed))
             print(f"  {precision} seed {row['seed']}: {row['seconds']:.2f}s training, test {row['plain']:.4f} plain, "
-                  f"{row['tta']:.4f} with flip+translate TTA (last-epoch val {row['val']})")
+                  f"{row['tta']:.4f} with flip+translate TTA (last-epoch val {row['val']})", flush=True)
         results.extend(rows)
         if len(rows) > 1:
             tta = [r["tta"] for r in rows]
