@@ -32,7 +32,7 @@ def test_refinement_writes_its_tables_plots_and_an_audited_decision(finished_run
     for name in ("optimization_history.png", "param_importance.png", "ablation.png"):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     decision = decisions(run_dir)["adopt_refined_model"]
-    assert decision["choice"] is summary["adopted"] and "noise (larger std)" in decision["reason"]
+    assert decision["choice"] is summary["adopted"] and "larger seed std" in decision["reason"]
     comparison = decision["comparison"]
     assert comparison["seeds"] == [0, 1, 2] and len(comparison["refined"]) == 3
     stage4 = json.loads((run_dir / "04_implementation" / "metrics.json").read_text())["val_accuracy"]
