@@ -49,6 +49,23 @@ def test_new_study_runs_to_its_target_and_continues_later(storage_url: str) -> N
     assert join_study(storage_url, name).study == name  # the job stored in the study is what workers read
 
 
+def test_a_new_study_measures_the_plan_itself_first(storage_url: str) -> None:
+    space = {**SPACE, "optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+             "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": ["sgd"]}},
+             "label_smoothing": {"type": "float", "low": 0.05, "high": 0.3}}
+    job = TuneJob(**{**fake_job(storage_url, unique_study(), target=2, space=space).__dict__,
+                     "plan": {"epochs": 1, "learning_rate": 0.05, "optimizer": "sgd", "momentum": 0.9,
+                              "label_smoothing": 0.0}})
+    opened = open_study(job)
+    run_trials(opened, quick)
+    first = opened.study.trials[0]
+    # in range and unconditional: the plan's values; conditional or out of range: left to the sampler
+    assert first.params == {"learning_rate": 0.05} and first.user_attrs["baseline"] is True
+    assert first.system_attrs.get("fixed_params") == {"learning_rate": 0.05, "optimizer": "sgd"}
+    assert "baseline" not in opened.study.trials[1].user_attrs
+    assert len(open_study(job).study.trials) == 2  # continuing a study does not enqueue it again
+
+
 def test_existing_study_with_another_space_is_refused_and_left_untouched(storage_url: str) -> None:
     name = unique_study()
     opened = open_study(fake_job(storage_url, name, target=2))

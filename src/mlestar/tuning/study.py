@@ -114,7 +114,32 @@ def open_study(job: TuneJob, *, create: bool = True, worker: bool = False) -> Op
     if study_id is None:
         study.set_user_attr(SIGNATURE_ATTR, job.signature())
         study.set_user_attr(JOB_ATTR, job.to_dict())
+        baseline = baseline_params(job)
+        if baseline and not job.fixed:  # a focused study starts from the best trial, already measured
+            study.enqueue_trial(baseline, user_attrs={"baseline": True})
     return OpenStudy(study, storage, int(storage.get_study_id_from_name(job.study)), job)
+
+
+def baseline_params(job: TuneJob) -> dict[str, Any]:
+    """The plan's own values of the space's unconditional parameters that lie inside their ranges.
+
+    A new study runs them as its first trial, so what the search finds is ranked
+    against the baseline measured the same short way (as Optuna users do with
+    ``enqueue_trial``). Parameters outside the space's range are left to the sampler.
+    """
+    from mlestar.tuning.space import space_from_json
+
+    out: dict[str, Any] = {}
+    for name, spec in space_from_json(job.space).items():
+        value = job.plan.get(name)
+        if spec.when or value is None or isinstance(value, bool):
+            continue
+        if spec.type == "categorical":
+            if value in (spec.choices or []):
+                out[name] = value
+        elif spec.low is not None and spec.high is not None and spec.low <= value <= spec.high:
+            out[name] = int(value) if spec.type == "int" else float(value)
+    return out
 
 
 def check_signature(storage: Any, study_id: int, job: TuneJob) -> None:
