@@ -73,14 +73,18 @@ def one_run(data, x_test, y_test, args, precision: str, seed: int, epochs: int |
     plan = plan_for(args.model, epochs or args.epochs, args.batch, precision, seed, device.type, args.compile)
     keep = "last" if args.train_on == "train+val" else "best"
     result = fit(build_model(plan).to(device), train, val, spec_from_plan(plan), tensorboard=False, keep=keep)
-    model = result.model
-    plain_logits = tta_logits(model, x_test, "none", channels_last=True)
-    tta = tta_logits(model, x_test, "flip_translate", channels_last=True, plain_logits=plain_logits).argmax(1)
-    y = y_test.cpu()
+    plain, tta = accuracies(result.model, x_test, y_test)
     val = result.history[-1]["val_accuracy"] if args.train_on == "train" else None
     return {"seed": seed, "precision": precision, "seconds": result.training_time, "epochs": plan["epochs"],
-            "plain": float((plain_logits.argmax(1) == y).float().mean()), "tta": float((tta == y).float().mean()),
-            "val": val}
+            "plain": plain, "tta": tta, "val": val}
+
+
+def accuracies(model, x, y) -> tuple[float, float]:
+    """(plain, flip+translate TTA) accuracy of ``model`` on ``x``; the TTA reuses the plain pass."""
+    plain = tta_logits(model, x, "none", channels_last=True)
+    tta = tta_logits(model, x, "flip_translate", channels_last=True, plain_logits=plain)
+    y = y.cpu()
+    return float((plain.argmax(1) == y).float().mean()), float((tta.argmax(1) == y).float().mean())
 
 
 def accuracy_runs(args) -> None:
@@ -136,12 +140,9 @@ def sweep(args) -> None:
                 plan = plan_for(model, n, batch, args.precision[0], seed, device.type)
                 result = fit(build_model(plan).to(device), train, (x_val, y_val), spec_from_plan(plan),
                              tensorboard=False, keep="last")
-                plain = tta_logits(result.model, x_val, "none", channels_last=True)
-                tta = tta_logits(result.model, x_val, "flip_translate", channels_last=True, plain_logits=plain)
-                y = y_val.cpu()
+                plain, tta = accuracies(result.model, x_val, y_val)
                 row = {"model": model, "epochs": n, "seed": seed, "seconds": result.training_time,
-                       "val_plain": float((plain.argmax(1) == y).float().mean()),
-                       "val_tta": float((tta.argmax(1) == y).float().mean())}
+                       "val_plain": plain, "val_tta": tta}
                 rows.append(row)
                 print(f"  {model:12s} {n:3d} epochs seed {seed}: val {row['val_plain']:.4f} plain, "
                       f"{row['val_tta']:.4f} TTA ({row['seconds']:.1f}s)")

@@ -7,9 +7,9 @@ import torch
 
 from mlestar.models import create_model
 from mlestar.stages.s3_action_planning import MIN_GOOD_EPOCHS, epochs_in, pick_by_budget
+from mlestar.training.plan import spec_from_plan
 from mlestar.training.probe import LOOP_STEPS, loop_throughput
 from mlestar.training.recipes import airbench_settings
-from mlestar.training.spec import TrainSpec
 
 # images/s of the three widths on the 2-core development CPU (docs/benchmarks.md)
 CPU_PROBES = {"airbench_xs": {"images_per_second": 1130.0}, "airbench_s": {"images_per_second": 430.0},
@@ -37,8 +37,7 @@ def test_too_small_a_budget_falls_back_to_the_smallest_net() -> None:
 def test_loop_probe_runs_the_recipe_loop_and_leaves_the_model_usable() -> None:
     torch.manual_seed(0)
     model = create_model("airbench_xs", num_classes=10, in_channels=3, image_size=16)
-    fields = {k: v for k, v in airbench_settings(32, device="cpu").items() if k in TrainSpec.__dataclass_fields__}
-    spec = TrainSpec(**fields)
+    spec = spec_from_plan({**airbench_settings(32, device="cpu"), "precision": "fp32", "seed": 0})
     probe = loop_throughput(model, (3, 16, 16), 10, spec, device=torch.device("cpu"), min_seconds=0.2)
     assert math.isfinite(probe["images_per_second"]) and probe["images_per_second"] > 0
     assert probe["steps"] >= 3 * LOOP_STEPS and probe["steps"] % LOOP_STEPS == 0  # warm-up + at least 2 passes

@@ -25,7 +25,8 @@ from mlestar.tuning.storage import open_storage
 from tune_helpers import spawn, unique_study, write_config
 
 LR = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.2, "log": True}}
-LONG_TRIAL = {"epochs_per_trial": 20, "pruner": "none", "search_space": LR}  # 1-2 s per trial
+LONG_TRIAL = {"epochs_per_trial": 60, "pruner": "none", "search_space": LR}  # 5-7 s per trial: the tests must
+# catch a trial running, polling the study while the suite loads the machine (2 s trials were missed)
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:

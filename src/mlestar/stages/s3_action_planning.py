@@ -76,9 +76,9 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
     import torch
 
     from mlestar.models import create_model
+    from mlestar.training.plan import spec_from_plan
     from mlestar.training.probe import loop_throughput
     from mlestar.training.recipes import airbench_settings
-    from mlestar.training.spec import TrainSpec
 
     height, _, channels = record["image_shape"]
     model = create_model(name, num_classes=len(record["class_names"]), in_channels=channels, image_size=height,
@@ -86,8 +86,7 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
     t = config.training
     settings = airbench_settings(t.batch_size if "batch_size" in t.model_fields_set else None,
                                  device=spec["probe"]["device"])
-    fields = {k: v for k, v in settings.items() if k in TrainSpec.__dataclass_fields__}
-    train_spec = TrainSpec(**fields, precision=spec["probe"]["precision"])
+    train_spec = spec_from_plan({**settings, "precision": spec["probe"]["precision"], "seed": 0})
     return loop_throughput(model, (channels, height, height), len(record["class_names"]), train_spec,
                            device=torch.device(spec["probe"]["device"]))
 

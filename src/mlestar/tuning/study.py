@@ -29,6 +29,7 @@ import psutil
 
 from mlestar.errors import TuningError
 from mlestar.tuning.job import TuneJob
+from mlestar.tuning.space import space_from_json
 from mlestar.tuning.storage import GRACE_INTERVALS, is_journal, open_storage, redact
 
 JOB_ATTR = "mlestar_job"
@@ -127,8 +128,6 @@ def baseline_params(job: TuneJob) -> dict[str, Any]:
     against the baseline measured the same short way (as Optuna users do with
     ``enqueue_trial``). Parameters outside the space's range are left to the sampler.
     """
-    from mlestar.tuning.space import space_from_json
-
     out: dict[str, Any] = {}
     for name, spec in space_from_json(job.space).items():
         value = job.plan.get(name)
