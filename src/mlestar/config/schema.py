@@ -119,6 +119,13 @@ class GateConfig(Section):
         return self
 
 
+# Names training accepts; the config, the typed plan and the search space share them.
+OptimizerName = Literal["sgd", "adamw"]
+ScheduleName = Literal["onecycle", "triangular", "cosine", "constant"]
+AugmentationName = Literal["none", "flip", "translate", "flip_translate"]
+PrecisionName = Literal["fp32", "bf16", "fp16"]
+
+
 class TrainingConfig(Section):
     """The training recipe; ``auto`` values are chosen by stage 3 from stage 1's findings."""
 
@@ -126,7 +133,7 @@ class TrainingConfig(Section):
     width: int | None = Field(None, ge=4, le=1024, description="base channel width; None: the model's default")
     epochs: int = Field(8, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=65536)
-    optimizer: Literal["sgd", "adamw"] = "sgd"
+    optimizer: OptimizerName = "sgd"
     learning_rate: float = Field(0.05, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0, le=1)
