@@ -7,6 +7,8 @@ message and exit code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import errno
+
 
 class MlestarError(Exception):
     """Root of all deliberate mlestar errors.
@@ -71,3 +73,35 @@ class BundleError(MlestarError):
 
 class TuningError(MlestarError):
     """A search cannot start or join: bad storage, a study made for another search space or plan."""
+
+
+class ResourceError(MlestarError):
+    """The machine refused an operation: disk full, permission denied, read-only folder, a locked database.
+
+    Not a bug and not a gate: the environment needs fixing, so the CLI exits 2.
+    """
+
+
+# errno -> (what happened, how to fix it); {path} is filled in
+_OS_HINTS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("the disk is full", "free space on the file system holding {path} (df -h), then resume the run"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free space within your quota, then resume the run"),
+    errno.EACCES: ("permission denied", "make {path} writable for this user (ls -ld), or use --runs-dir elsewhere"),
+    errno.EPERM: ("the operation is not permitted (an immutable or protected file?)",
+                  "check lsattr/ls -l on {path}, or use --runs-dir elsewhere"),
+    errno.EROFS: ("the file system is read-only", "point --runs-dir at a writable folder"),
+    errno.EMFILE: ("too many open files", "raise the limit (ulimit -n), then resume the run"),
+    errno.EIO: ("an input/output error from the device", "check the disk (dmesg); then resume the run"),
+}
+
+
+def from_os_error(exc: OSError, doing: str) -> ResourceError:
+    """A :class:`ResourceError` naming the path, the real cause and the fix for an ``OSError``.
+
+    Args:
+        exc: the error the operating system raised.
+        doing: what mlestar was doing, e.g. ``"writing the run's files"``.
+    """
+    path = exc.filename if exc.filename is not None else "?"
+    cause, hint = _OS_HINTS.get(exc.errno or -1, (exc.strerror or str(exc), "fix the cause, then resume the run"))
+    return ResourceError(f"{doing}: {cause} ({path})", hint=hint.format(path=path))

@@ -22,7 +22,7 @@ def test_unchanged_rerun_skips_every_stage_and_says_why(run_copy: tuple[Path, st
     lines: list[str] = []
     state = run_workflow(tiny_config(runs_dir), RunOptions(runs_dir=runs_dir, report=lines.append))
     assert state.status == "passed"
-    assert set(statuses(state).values()) == {"skipped"}
+    assert set(statuses(state).values()) == {"skipped"}, "\n".join(lines)
     assert all(state.stage(n)["cached_from"] == first for n in STAGE_ORDER)
     assert sum(f"unchanged since run {first}" in line for line in lines) == 7
     # cached outputs are really there, with the same bytes

@@ -25,6 +25,8 @@ def register(app: typer.Typer) -> None:
         run_dir = find_run(runs_dir, run)
         if verify:
             result = verify_run_audit(run_dir)
+            for note in result.notes:
+                console.print(f"note: {note}", markup=False)
             if result.ok:
                 console.print(f"audit trail intact: {result.records} records, chain verified", markup=False)
                 return

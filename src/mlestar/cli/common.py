@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import functools
+import signal
 from pathlib import Path
-from typing import Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any, Callable, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from mlestar.errors import MlestarError
+from mlestar.errors import MlestarError, from_os_error
+from mlestar.utils.signals import Terminated
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -20,19 +23,35 @@ RunsDir = Annotated[Path, typer.Option("--runs-dir", help="folder holding run fo
 
 
 def guarded(fn: F) -> F:
-    """Turn :class:`MlestarError` into one clear message and exit code 2 (no traceback)."""
+    """One clear message and an exit code instead of a traceback.
+
+    :class:`MlestarError` (and an ``OSError``, which names an environment
+    problem: a full disk, a read-only folder) exit 2; Ctrl-C exits 130 and
+    ``SIGTERM`` 143, as shells report them. Exit 1 stays for failed gates.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except OSError as exc:
+            _fail(from_os_error(exc, "mlestar could not complete the command"))
         except MlestarError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", markup=True, soft_wrap=True)
-            if exc.hint:
-                err_console.print(f"[yellow]hint:[/] {exc.hint}", soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            _fail(exc)
+        except Terminated:
+            raise typer.Exit(128 + signal.SIGTERM) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(128 + signal.SIGINT) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _fail(exc: MlestarError) -> NoReturn:
+    # escaped: messages quote paths and errors such as "[Errno 28]", which are not markup
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", markup=True, soft_wrap=True)
+    if exc.hint:
+        err_console.print(f"[yellow]hint:[/] {escape(exc.hint)}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code) from None
 
 
 class ProgressBars:

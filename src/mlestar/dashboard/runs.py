@@ -23,7 +23,7 @@ from mlestar.config.catalog import METRICS
 from mlestar.config.units import format_quantity
 from mlestar.utils.io import read_json
 from mlestar.workflow.runner import CONFIG_FILE
-from mlestar.workflow.state import DONE, RUN_FILE
+from mlestar.workflow.state import DONE, RUN_FILE, with_liveness
 
 SORT_KEYS = ("created", "run_id", "project", "status", "duration", "primary_value", "gates_failed")
 
@@ -90,7 +90,11 @@ class RunQuery:
 
 
 def summarize(run_dir: Path, data: dict[str, Any], now: float) -> RunSummary:
-    """The list row for one run from its ``run.json`` data; the id is the folder name (what URLs use)."""
+    """The list row for one run from its ``run.json`` data; the id is the folder name (what URLs use).
+
+    A 'running' run whose process is gone shows as 'interrupted' (see :func:`with_liveness`).
+    """
+    data = with_liveness(run_dir, data)
     stages = data.get("stages") or {}
     gates = data.get("gates") or []
     created, ended = data.get("created"), data.get("ended")
@@ -181,7 +185,8 @@ class RunIndex:
         key = (stat.st_mtime_ns, stat.st_size)
         with self._lock:
             cached = self._cache.get(folder.name)
-        if cached is not None and cached[0] == key:
+        # a running run is checked each time: it can die without touching run.json
+        if cached is not None and cached[0] == key and cached[1].status != "running":
             return cached
         try:
             data = read_json(folder / RUN_FILE)

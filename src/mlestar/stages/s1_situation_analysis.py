@@ -120,7 +120,6 @@ class SituationAnalysis(Stage):
     config_paths = ("data", "seed")
     outputs = ("analysis.json", "dataset.json", "recommendations.json", "report.md", "report.html", "report.json",
                "class_distribution.png", "sample_grid.png", "channel_histograms.png", "mean_images.png")
-    code_modules = ("mlestar.data", "mlestar.stages.common")
     uses_data_fingerprint = True
     reads_test = True
     uses_torch = False

@@ -60,7 +60,6 @@ class TaskDefinition(Stage):
                     "training.num_threads")
     inputs = (DATASET_REF,)
     outputs = ("task_spec.json",)
-    code_modules = ("mlestar.stages.common", "mlestar.config.catalog")
 
     def run(self, ctx: StageContext) -> StageResult:
         record = ctx.read_json(DATASET_REF)

@@ -17,6 +17,7 @@ from mlestar.workflow.remedies import apply_remedy
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 RECS_REF = "situation_analysis/recommendations.json"
+ANALYSIS_REF = "situation_analysis/analysis.json"
 SPEC_REF = "task_definition/task_spec.json"
 BYTES_PER_PARAM = 4  # fp32 weights
 
@@ -239,10 +240,8 @@ class ActionPlanning(Stage):
     name = "action_planning"
     title = "Action planning"
     config_paths = ("training", "constraints", "seed")
-    inputs = (DATASET_REF, RECS_REF, SPEC_REF)
+    inputs = (DATASET_REF, RECS_REF, SPEC_REF, ANALYSIS_REF)
     outputs = ("plan.json", "plan.md")
-    code_modules = ("mlestar.workflow.remedies", "mlestar.models", "mlestar.stages.common",
-                    "mlestar.training.recipes", "mlestar.training.probe")
     uses_adjustments = True
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -254,7 +253,7 @@ class ActionPlanning(Stage):
         params, seconds, notes = fit_constraints(plan, ctx.config, record, spec, probes)
         plan.set("seed", ctx.config.seed, "set in the config")
         if plan.values["class_weighting"] == "balanced":
-            counts = ctx.read_json("situation_analysis/analysis.json")["class_counts"]["train"]
+            counts = ctx.read_json(ANALYSIS_REF)["class_counts"]["train"]
             total = sum(counts)
             weights = [total / (len(counts) * max(c, 1)) for c in counts]
             plan.set("class_weights", weights, "inverse class frequency (balanced)")

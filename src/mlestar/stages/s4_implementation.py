@@ -26,7 +26,6 @@ class Implementation(Stage):
     config_paths = ("data", "seed", "deterministic", "constraints.max_training_time")
     inputs = (DATASET_REF, PLAN_REF)
     outputs = ("model.pt", "history.json", "metrics.json", "training_curves.png", "checkpoints/last.pt")
-    code_modules = ("mlestar.training", "mlestar.models", "mlestar.stages.common")
 
     def run(self, ctx: StageContext) -> StageResult:
         import torch

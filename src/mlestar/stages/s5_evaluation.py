@@ -104,8 +104,6 @@ class Evaluation(Stage):
     inputs = (DATASET_REF, MODEL_REF, RECS_REF, ANALYSIS_REF, PLAN_REF, TRAIN_METRICS_REF)
     outputs = ("metrics.json", "report.md", "report.html", "report.json", "confusion_matrix.png", "confusion_matrix_normalized.png",
                "reliability_diagram.png", "misclassified.png", "per_class.csv", "efficiency.json")
-    code_modules = ("mlestar.evaluation", "mlestar.training.loop", "mlestar.training.tta",
-                    "mlestar.stages.common")
     reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:

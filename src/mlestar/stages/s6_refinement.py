@@ -80,8 +80,6 @@ class Refinement(Stage):
     inputs = (DATASET_REF, PLAN_REF, BASE_METRICS_REF, BASE_MODEL_REF)
     outputs = ("refinement.json", "before_after.md", "trials.csv", "trials.json", "optimization_history.png",
                "param_importance.png", "ablation.md", "ablation.png", "model.pt", "plan.json")
-    code_modules = ("mlestar.tuning", "mlestar.training", "mlestar.models", "mlestar.evaluation.efficiency",
-                    "mlestar.stages.common")
 
     def run(self, ctx: StageContext) -> StageResult:
         plan_doc = ctx.read_json(PLAN_REF)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mlestar.stages.common import DATASET_REF, checked_dataset
-from mlestar.utils.io import atomic_write_json, read_json
+from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 if TYPE_CHECKING:  # imported lazily at run time: the stage registry must not pay for torch and onnx
@@ -111,7 +111,6 @@ class Deployment(Stage):
     inputs = (DATASET_REF, ANALYSIS_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
     outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md",
                *(f"bundle/{name}" for name in BUNDLE_EXTRAS))
-    code_modules = ("mlestar.deploy", "mlestar.stages.common", "mlestar.stages.s5_evaluation")
     reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:
@@ -257,7 +256,9 @@ def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], pre
     from mlestar.deploy.bundle import render_model_card
 
     served = prepared.benchmark[prepared.served]
-    env = read_json(ctx.run_dir / "environment.json")
+    from mlestar.tracking.environment import capture_environment
+
+    env = capture_environment()  # where this bundle was built (a cached copy keeps its own builder's)
     return render_model_card(
         project=ctx.config.project.name, run_id=ctx.run_id, model_name=arch["name"],
         dataset=ctx.read_json(DATASET_REF)["name"],

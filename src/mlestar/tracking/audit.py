@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlestar.errors import AuditError
+from mlestar.errors import AuditError, from_os_error
+from mlestar.utils import faults
 from mlestar.utils.io import sha256_json
 
 GENESIS = "0" * 64
@@ -62,21 +63,34 @@ class AuditTrail:
                                   "stage": stage, "data": data, "prev": self.head}
         record["hash"] = _record_hash(record)
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        with open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        label = f"audit:{event}:{stage or '-'}"
+        faults.point(f"{label}:before", self.path)
+        try:
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(line)
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as exc:
+            self._cut_partial_tail()  # a half-written line (disk full) must not stay as a broken record
+            raise from_os_error(exc, f"cannot append to the audit trail {self.path}") from None
+        faults.point(f"{label}:after", self.path)
         self.count += 1
         self.head = record["hash"]
         return record
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    """Parse every line of an audit file; an unparsable line is an :class:`AuditError`."""
+    """Parse every complete line of an audit file; an unparsable one is an :class:`AuditError`.
+
+    A last line without its newline is a write a crash cut short: it is not a
+    record yet (reopening the trail removes it), so it is left out here.
+    """
     if not Path(path).exists():
         return []
     records = []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    complete = text[: text.rfind("\n") + 1]
+    for number, line in enumerate(complete.splitlines(), start=1):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -86,33 +100,60 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class AuditVerification:
-    """Outcome of :func:`verify_audit`: ``ok`` plus one line per problem found."""
+    """Outcome of :func:`verify_audit`: ``ok`` plus one line per problem, and notes that are not problems."""
 
     records: int
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def verify_audit(path: Path, *, expected_count: int | None = None, expected_head: str | None = None
-                 ) -> AuditVerification:
-    """Check every hash and link; compare with the head stored in ``run.json`` when given."""
+def verify_audit(path: Path, *, expected_count: int | None = None, expected_head: str | None = None,
+                 live: bool = False) -> AuditVerification:
+    """Check every hash and link, and the head that ``run.json`` recorded.
+
+    Args:
+        expected_count, expected_head: the count and last hash ``run.json`` holds.
+        live: the run has not finished cleanly (it is running, or its process
+            was killed). The runner appends to the trail before it rewrites
+            ``run.json``, so such a run may have records after the recorded head;
+            they must still chain from it. A run that finished must match exactly.
+    """
     try:
         records = read_records(path)
     except AuditError as exc:
         return AuditVerification(0, [exc.message])
     result = AuditVerification(len(records))
+    _note_partial_tail(Path(path), result)
     prev = GENESIS
     for index, record in enumerate(records):
         result.problems.extend(_check_record(index, record, prev))
         prev = record.get("hash", "")
-    if expected_count is not None and expected_count != len(records):
-        result.problems.append(f"run.json expects {expected_count} records, the file has {len(records)}")
-    elif expected_head is not None and records and expected_head != prev:
-        result.problems.append("the last record is not the one run.json recorded (records replaced)")
+    if expected_count is not None:
+        _check_head(records, expected_count, expected_head, live, result)
     return result
+
+
+def _note_partial_tail(path: Path, result: AuditVerification) -> None:
+    if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+        result.notes.append("the last line is incomplete (a write cut short by a crash); it is not a record")
+
+
+def _check_head(records: list[dict[str, Any]], count: int, head: str | None, live: bool,
+                result: AuditVerification) -> None:
+    """Compare the chain with the count and head hash ``run.json`` recorded."""
+    if len(records) < count or (len(records) > count and not live):
+        result.problems.append(f"run.json expects {count} records, the file has {len(records)}")
+        return
+    recorded_head = records[count - 1].get("hash") if count else GENESIS
+    if head is not None and records and head != recorded_head:
+        result.problems.append("the record run.json names as the head is not in the file (records replaced)")
+    elif len(records) > count:
+        result.notes.append(f"{len(records) - count} record(s) after the head run.json recorded: written just "
+                            "before the process stopped, and they chain from it")
 
 
 def _check_record(index: int, record: dict[str, Any], prev: str) -> list[str]:

@@ -8,12 +8,16 @@ or the new one, never a truncated mix.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from mlestar.utils import faults
 
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing fast without holding big files in memory
 _UMASK = os.umask(0)
@@ -26,6 +30,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     Returns the path written. The temp file is removed if anything fails.
     """
     path = Path(path)
+    label = faults.file_label(path)
+    faults.point(f"write:{label}:before", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -35,11 +41,53 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        faults.point(f"write:{label}:replace", path)  # written, not yet in place
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    faults.point(f"write:{label}:after", path)
     return path
+
+
+_FICLONE = 0x40049409  # Linux ioctl: share the source's blocks until either file is written (reflink)
+
+
+def copy_file(source: Path, target: Path) -> Path:
+    """Copy ``source`` to ``target`` atomically, sharing blocks copy-on-write where the file system can.
+
+    On btrfs, XFS and other reflink file systems the copy is instant and takes
+    no space until one side is written; elsewhere the bytes are copied. Either
+    way the two files are independent: editing one never changes the other
+    (a hard link would). Permission bits and mtime are kept, as ``cp -p`` does.
+    """
+    source, target = Path(source), Path(target)
+    label = faults.file_label(target)
+    faults.point(f"write:{label}:before", target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
+            try:
+                fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+            except OSError:  # no reflink here (ext4, tmpfs, overlayfs, another file system): copy
+                shutil.copyfileobj(src, dst, _CHUNK)
+            dst.flush()
+            os.fsync(dst.fileno())
+        shutil.copystat(source, tmp)
+        faults.point(f"write:{label}:replace", target)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    faults.point(f"write:{label}:after", target)
+    return target
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    """``(size, mtime_ns)``: the cheap check that a file is unchanged since it was hashed (DVC's)."""
+    stat = Path(path).stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def atomic_write_text(path: Path, text: str) -> Path:

@@ -20,22 +20,28 @@ from typing import Any, Callable
 from mlestar.config import LoadedConfig, build_config, config_hash
 from mlestar.config.catalog import STAGE_ORDER, stage_folder
 from mlestar.data.sources import create_source, data_fingerprint, load_dataset
-from mlestar.errors import MlestarError, StageError
+from mlestar.errors import MlestarError, StageError, from_os_error
 from mlestar.tracking.audit import AuditTrail
 from mlestar.tracking.environment import capture_environment
-from mlestar.tracking.lineage import ArtifactRecord, LineageDB, StageRunRecord
+from mlestar.tracking.lineage import ArtifactRecord, LineageDB
+from mlestar.utils.io import (atomic_write_json, atomic_write_text, file_signature, read_json, sha256_file,
+                              sha256_json)
 from mlestar.utils.seeding import seed_everything
-from mlestar.utils.io import atomic_write_json, atomic_write_text, read_json, sha256_file, sha256_json
+from mlestar.utils.signals import Terminated, sigterm_as_interrupt
+from mlestar.workflow.cache import CacheHit, find_hit, materialize
 from mlestar.workflow.gates import GateOutcome, check_gate, gates_for_stage
 from mlestar.workflow.remedies import choose_remedy, diagnose
 from mlestar.workflow.stage import (
     Stage, StageContext, StageResult, create_stage, list_stages, resolve_ref, select_config,
 )
-from mlestar.workflow.state import DONE, RunState, StageStatus
+from mlestar.workflow.guard import confined
+from mlestar.workflow.liveness import RunLock, owner_record
+from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus
 
 CONFIG_FILE = "config.json"
 LINEAGE_FILE = "lineage.db"
 AUDIT_FILE = "audit.jsonl"
+ENVIRONMENT_FILE = "environment.json"
 
 
 @dataclass
@@ -81,83 +87,161 @@ def preflight(loaded: LoadedConfig) -> None:
 
 
 class Runner:
-    """Executes one run. Create, then call :meth:`execute` once."""
+    """Executes one run. Create, then call :meth:`execute` once.
+
+    Creating a runner takes the run's lock (see :mod:`~mlestar.workflow.liveness`):
+    a second process cannot execute the same run, and readers can tell a live
+    run from a killed one. A new run's folder appears whole or not at all.
+    """
 
     def __init__(self, loaded: LoadedConfig, options: RunOptions) -> None:
         self.options = options
         self.report = options.report
         self.stages = list_stages()
+        self._dataset: Any = None
+        self._lock: RunLock | None = None
+        self._current: str | None = None
         if options.resume:
             self._open_existing(loaded, options.resume)
         else:
             preflight(loaded)
             self._create_new(loaded)
-        self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)
-        self.audit = AuditTrail(self.run_dir / AUDIT_FILE)
-        self._dataset: Any = None
 
     # set-up ------------------------------------------------------------------
     def _create_new(self, loaded: LoadedConfig) -> None:
         self.config = loaded.config
         self.runs_dir = Path(self.options.runs_dir or self.config.project.runs_dir)
+        self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)  # before any folder: a bad database leaves none
         self.run_id = new_run_id(self.config.project.name)
         self.run_dir = self.runs_dir / self.run_id
-        self.run_dir.mkdir(parents=True)
-        atomic_write_json(self.run_dir / CONFIG_FILE, self.config.model_dump(mode="json"))
+        staging = self.runs_dir / f".creating-{self.run_id}"
+        try:
+            staging.mkdir()
+            self._lock = RunLock(staging).acquire()
+            self._write_run_files(staging, loaded)
+            os.replace(staging, self.run_dir)  # the lock is on the file, so it moves along
+            self._lock.run_dir = self.run_dir
+            self.state.path = self.run_dir / RUN_FILE
+            self.audit = AuditTrail(self.run_dir / AUDIT_FILE)
+        except BaseException as exc:
+            self._discard(staging)
+            raise _environment(exc, f"cannot create a run folder in {self.runs_dir}") from None
+        self.warnings = loaded.warnings
+
+    def _write_run_files(self, folder: Path, loaded: LoadedConfig) -> None:
+        atomic_write_json(folder / CONFIG_FILE, self.config.model_dump(mode="json"))
         if loaded.path is not None:
-            atomic_write_text(self.run_dir / "config.source.yaml", Path(loaded.path).read_text(encoding="utf-8"))
+            atomic_write_text(folder / "config.source.yaml", Path(loaded.path).read_text(encoding="utf-8"))
         env = {**capture_environment(), "config_hash": config_hash(self.config),
                "data_fingerprint": data_fingerprint(self.config.data)}
-        atomic_write_json(self.run_dir / "environment.json", env)
-        self.state = RunState.create(self.run_dir, run_id=self.run_id, project=self.config.project.name,
+        atomic_write_json(folder / ENVIRONMENT_FILE, env)
+        self.state = RunState.create(folder, run_id=self.run_id, project=self.config.project.name,
                                      config_hash=config_hash(self.config),
                                      config_path=str(loaded.path) if loaded.path else None,
                                      stages=list(STAGE_ORDER))
-        self.warnings = loaded.warnings
+
+    def _discard(self, staging: Path) -> None:
+        """Remove a run folder that never got to its first stage, so no half-made run is left."""
+        self._release()
+        for folder in (staging, self.run_dir):
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _open_existing(self, loaded: LoadedConfig, run_id: str) -> None:
         self.runs_dir = Path(self.options.runs_dir or loaded.config.project.runs_dir)
         self.run_dir = self.runs_dir / run_id
-        self.state = RunState.load(self.run_dir)
-        self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE))
+        owner = RunState.load(self.run_dir).data.get("owner") or {}
+        hint = f" (pid {owner.get('pid')} on {owner.get('host')})" if owner else ""
+        self._lock = RunLock(self.run_dir).acquire(owner_hint=hint)
+        try:
+            self.state = RunState.load(self.run_dir)  # again, under the lock
+            self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE))
+            self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)
+            self.audit = AuditTrail(self.run_dir / AUDIT_FILE)
+        except BaseException as exc:
+            self._release()
+            raise _environment(exc, f"cannot open run {run_id}") from None
         self.run_id = run_id
         self.warnings = []
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     # the loop ------------------------------------------------------------------
     def execute(self) -> RunState:
         """Run stages in order until the end, a gate runs out of attempts, or an error.
 
         Returns the final state (status ``passed`` or ``failed``). Errors from
-        stages propagate after the state and audit trail record them.
+        stages propagate after the state and audit trail record them; an
+        ``OSError`` becomes a :class:`~mlestar.errors.ResourceError` naming the
+        path and the cause. ``SIGTERM`` stops the run like Ctrl-C.
         """
-        self._begin()
-        index = self._start_index()
-        stop = self.stages.index(self.options.only_stage) if self.options.only_stage else len(self.stages) - 1
         try:
+            with sigterm_as_interrupt():
+                return self._execute_all()
+        finally:
+            self._release()
+
+    def _execute_all(self) -> RunState:
+        try:
+            self._begin()
+            index = self._start_index()
+            stop = self.stages.index(self.options.only_stage) if self.options.only_stage else len(self.stages) - 1
             while index <= stop:
-                name = self.stages[index]
+                name = self._current = self.stages[index]
                 self._run_or_skip(name, forced=self._forced(index))
                 jump = self._check_gates(name)
                 if jump is False:
                     return self.state
                 index = jump if isinstance(jump, int) else index + 1
-        except KeyboardInterrupt:
-            self._stopped("interrupted", "interrupted by the user")
+            self._current = None
+            return self._end()
+        except KeyboardInterrupt as exc:
+            self._stopped("interrupted", "terminated (SIGTERM)" if isinstance(exc, Terminated)
+                          else "interrupted by the user")
+            raise
+        except OSError as exc:
+            mapped = _environment(exc, f"stage {self._current!r}" if self._current else f"run {self.run_id}")
+            self._stopped("failed", str(mapped.message))
+            raise mapped from None
+        except MlestarError as exc:
+            self._stopped("failed", exc.message)
             raise
         except BaseException as exc:
             self._stopped("failed", f"{type(exc).__name__}: {exc}")
             raise
-        return self._end()
 
     def _begin(self) -> None:
         event = "run_resumed" if self.options.resume else "run_started"
+        if self.options.resume:
+            self._close_interrupted()
         self.audit.append(event, run_id=self.run_id, config_hash=self.state.data["config_hash"],
                           options={k: v for k, v in vars(self.options).items() if k not in ("report", "progress", "runs_dir")})
         for warning in self.warnings:
             self.audit.append("config_warning", message=warning)
-        self.state.data["status"] = "running"
+        self.state.data.update(status="running", owner=owner_record(), failure=None)
         self._sync_run()
         self.report(f"run {self.run_id} -> {self.run_dir}")
+
+    def _close_interrupted(self) -> None:
+        """Record what the killed process left: its executions end 'interrupted', owning their files.
+
+        An execution the lineage calls passed but ``run.json`` never did (the
+        kill fell between the two writes) is closed the same way: the stage
+        runs again, and only the new execution's files count.
+        """
+        unfinished = {name: self.state.stage(name)["attempts"] for name in self.stages
+                      if self.state.stage(name)["status"] not in DONE}
+        files = {}
+        for record in self.lineage.unconfirmed_stages(self.run_id, unfinished):
+            folder = self.run_dir / stage_folder(record.stage)
+            _remove_partial_writes(folder)
+            files[record.id] = self._artifacts(record.stage, folder)
+        closed = self.lineage.close_interrupted(self.run_id, unfinished, files)
+        if closed:
+            self.audit.append("executions_closed", count=closed,
+                              why="the process executing them stopped before the run recorded their end")
 
     def _start_index(self) -> int:
         if not self.options.resume:
@@ -182,15 +266,21 @@ class Runner:
         return self.state
 
     def _stopped(self, status: str, message: str) -> None:
+        """Record how the run stopped; best effort, since the disk may be what failed."""
         for name in self.stages:
             if self.state.stage(name)["status"] == StageStatus.RUNNING.value:
-                self.state.set_stage(name, status=StageStatus.INTERRUPTED.value if status == "interrupted"
-                                     else StageStatus.FAILED.value, error=message)
-        self.audit.append(f"run_{status}", message=message, resume=f"mlestar run --resume {self.run_id}")
-        self.state.finish(status, failure={"message": message})
-        self._sync_run()
-        self.report(f"run {status}: {message}\n  resume with: mlestar run --resume {self.run_id}"
-                    + (f" --runs-dir {self.runs_dir}" if str(self.runs_dir) != "runs" else ""))
+                self.state.stage(name).update(status=StageStatus.INTERRUPTED.value if status == "interrupted"
+                                              else StageStatus.FAILED.value, error=message)
+        resume = f"mlestar run --resume {self.run_id}" + (f" --runs-dir {self.runs_dir}"
+                                                           if str(self.runs_dir) != "runs" else "")
+        try:
+            self.audit.append(f"run_{status}", message=message, resume=resume)
+            self.state.finish(status, failure={"message": message})
+            self._sync_run()
+        except (OSError, MlestarError) as exc:
+            self.report(f"could not record the end of the run ({exc}); `mlestar status` will show it as "
+                        "interrupted once this process has exited")
+        self.report(f"run {status}: {message}\n  resume with: {resume}")
 
     def _sync_run(self) -> None:
         self.state.data["audit"] = {"count": self.audit.count, "head": self.audit.head}
@@ -236,32 +326,31 @@ class Runner:
             raise StageError(f"stage {stage.name!r} needs {ref}, which no earlier stage of run {self.run_id} made")
         return sha256_file(path)
 
-    def _cache_hit(self, stage: Stage, fingerprint: str) -> StageRunRecord | None:
-        for record in self.lineage.find_cached(fingerprint):
-            source = self.runs_dir / record.run_id / stage_folder(stage.name)
-            if source.resolve() != (self.run_dir / stage_folder(stage.name)).resolve() \
-                    and all((source / out).exists() for out in stage.outputs):
-                return record
-            if record.run_id == self.run_id and self.state.stage(stage.name)["status"] in DONE:
-                return record
-        return None
+    def _cache_hit(self, stage: Stage, fingerprint: str) -> CacheHit | None:
+        lookup = find_hit(self.lineage, self.runs_dir, stage.name, fingerprint, stage.outputs)
+        for why in lookup.rejected:
+            self.report(f"[{stage_folder(stage.name)}] cache: not reusing {why}")
+            self.audit.append("cache_rejected", stage=stage.name, reason=why, fingerprint=fingerprint)
+        if lookup.hit is None and lookup.rejected:
+            self.report(f"[{stage_folder(stage.name)}] executing: no earlier result verified")
+        return lookup.hit
 
-    def _reuse(self, stage: Stage, fingerprint: str, hit: StageRunRecord) -> None:
+    def _reuse(self, stage: Stage, fingerprint: str, hit: CacheHit) -> None:
         out_dir = self.run_dir / stage_folder(stage.name)
-        source = self.runs_dir / hit.run_id / stage_folder(stage.name)
-        if source.resolve() != out_dir.resolve():
-            _archive(out_dir, self.run_dir, self.state.stage(stage.name)["attempts"])
-            _link_tree(source, out_dir)
-        origin = hit.cached_from or hit.run_id
-        reason = f"inputs, config and code unchanged since run {origin}"
-        stage_run_id = self.lineage.start_stage(self.run_id, stage.name, self.state.stage(stage.name)["attempts"],
-                                                fingerprint)
-        self.lineage.add_artifacts(stage_run_id, self._artifacts(stage.name, out_dir))
-        self.lineage.finish_stage(stage_run_id, status="cached", metrics=hit.metrics, reason=reason,
-                                  cached_from=origin)
-        self.state.data["metrics"].update(hit.metrics)
-        self.state.set_stage(stage.name, status=StageStatus.SKIPPED.value, cached_from=origin, reason=reason,
-                             metrics=hit.metrics, fingerprint=fingerprint, duration=0.0)
+        entry = self.state.stage(stage.name)
+        if entry["status"] in (StageStatus.RUNNING.value, StageStatus.INTERRUPTED.value):
+            shutil.rmtree(out_dir, ignore_errors=True)  # a killed copy or execution: replaced whole
+        elif hit.record.run_id != self.run_id:
+            _archive(out_dir, self.run_dir, entry["attempts"])
+        artifacts = materialize(hit, self.runs_dir, self.run_id)
+        reason = f"inputs, config and code unchanged since run {hit.origin}; its files verified"
+        stage_run_id = self.lineage.start_stage(self.run_id, stage.name, entry["attempts"], fingerprint)
+        self.lineage.complete_stage(stage_run_id, stage=stage.name, status="cached", metrics=hit.record.metrics,
+                                    artifacts=artifacts, consumed=hit.consumed, reason=reason,
+                                    cached_from=hit.origin)
+        self.state.data["metrics"].update(hit.record.metrics)
+        self.state.set_stage(stage.name, status=StageStatus.SKIPPED.value, cached_from=hit.origin, reason=reason,
+                             metrics=hit.record.metrics, fingerprint=fingerprint, duration=0.0, error=None)
         self.audit.append("stage_skipped", stage=stage.name, reason=reason, fingerprint=fingerprint)
         self._sync_run()
         self.report(f"[{stage_folder(stage.name)}] skipped: {reason}")
@@ -274,6 +363,7 @@ class Runner:
         if not resuming:
             _archive(out_dir, self.run_dir, entry["attempts"])
         out_dir.mkdir(parents=True, exist_ok=True)
+        kept = _signatures(out_dir)  # what a killed attempt left; only files this attempt writes are its own
         ctx = self._context(stage, out_dir, attempt, resuming)
         stage_run_id = self.lineage.start_stage(self.run_id, stage.name, attempt, fingerprint)
         started = time.time()
@@ -283,21 +373,31 @@ class Runner:
                           fingerprint=fingerprint)
         self.report(f"[{stage_folder(stage.name)}] {stage.title}" + (" (resumed)" if resuming else ""))
         seed_everything(self.config.seed, torch=stage.uses_torch)
+        inputs = [resolve_ref(self.run_dir, ref) for ref in stage.inputs]
         try:
-            result = stage.run(ctx)
+            with confined(stage.name, self.run_dir, out_dir, inputs, appendable=[self.audit.path]):
+                result = stage.run(ctx)
             self._check_outputs(stage, out_dir, result)
         except BaseException as exc:
-            self.lineage.finish_stage(stage_run_id, status="failed", metrics={}, reason=str(exc))
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            self._close_failed(stage, stage_run_id, status, exc)
             raise
-        self._record_success(stage, stage_run_id, ctx, result, started)
+        self._record_success(stage, stage_run_id, ctx, result, started, kept)
+
+    def _close_failed(self, stage: Stage, stage_run_id: int, status: str, exc: BaseException) -> None:
+        """Close the execution in the lineage; a database that fails too must not hide ``exc``."""
+        try:
+            self.lineage.complete_stage(stage_run_id, stage=stage.name, status=status, metrics={},
+                                        reason=str(exc) or type(exc).__name__)
+        except MlestarError as db_error:
+            self.report(f"could not record the stage's end in the lineage: {db_error.message}")
 
     def _context(self, stage: Stage, out_dir: Path, attempt: int, resuming: bool) -> StageContext:
         return StageContext(config=self.config, run_id=self.run_id, run_dir=self.run_dir, out_dir=out_dir,
                             stage=stage.name, attempt=attempt, resume=resuming,
                             adjustments=list(self.state.data["adjustments"]), audit=self.audit,
                             load_dataset=self._load_dataset if stage.reads_test else self._load_without_test,
-                            report=self.report,
-                            progress=self.options.progress)
+                            report=self.report, progress=self.options.progress, declared=stage.inputs)
 
     def _load_dataset(self) -> Any:
         if self._dataset is None:
@@ -318,12 +418,14 @@ class Runner:
                              f"unexpected {sorted(unknown)}, missing {sorted(absent)}")
 
     def _record_success(self, stage: Stage, stage_run_id: int, ctx: StageContext, result: StageResult,
-                        started: float) -> None:
+                        started: float, kept: dict[str, tuple[int, int]]) -> None:
         config_ref = [("config", path, sha256_json(value)) for path, value in
                       select_config(self.config, stage.config_paths).items()]
-        self.lineage.add_consumed(stage_run_id, config_ref + ctx.consumed)
-        self.lineage.add_artifacts(stage_run_id, self._artifacts(stage.name, ctx.out_dir))
-        self.lineage.finish_stage(stage_run_id, status="passed", metrics=result.metrics)
+        declared = {f"{stage_folder(stage.name)}/{out}" for out in stage.outputs}
+        artifacts = [r for r in self._artifacts(stage.name, ctx.out_dir)
+                     if r.path in declared or kept.get(r.path) != (r.size, r.mtime_ns)]
+        self.lineage.complete_stage(stage_run_id, stage=stage.name, status="passed", metrics=result.metrics,
+                                    artifacts=artifacts, consumed=config_ref + ctx.consumed)
         duration = time.time() - started
         self.state.data["metrics"].update(result.metrics)
         self.state.set_stage(stage.name, status=StageStatus.PASSED.value, ended=time.time(), duration=duration,
@@ -336,8 +438,9 @@ class Runner:
     def _artifacts(self, name: str, out_dir: Path) -> list[ArtifactRecord]:
         records = []
         for path in sorted(p for p in out_dir.rglob("*") if p.is_file()):
-            rel = str(path.relative_to(self.run_dir))
-            records.append(ArtifactRecord(self.run_id, name, rel, sha256_file(path), path.stat().st_size))
+            size, mtime_ns = file_signature(path)
+            records.append(ArtifactRecord(self.run_id, name, str(path.relative_to(self.run_dir)),
+                                          sha256_file(path), size, mtime_ns))
         return records
 
     # gates -------------------------------------------------------------------
@@ -414,18 +517,21 @@ def _archive(out_dir: Path, run_dir: Path, attempt: int) -> None:
         out_dir.rmdir()
 
 
-def _link_tree(source: Path, target: Path) -> None:
-    """Hard-link every file of ``source`` into ``target`` (copy across file systems)."""
-    for path in source.rglob("*"):
-        dest = target / path.relative_to(source)
-        if path.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copy2(path, dest)
+def _signatures(folder: Path) -> dict[str, tuple[int, int]]:
+    """``{run-relative path: (size, mtime_ns)}`` of the files already in a stage folder."""
+    run_dir = folder.parent
+    return {str(p.relative_to(run_dir)): file_signature(p) for p in folder.rglob("*") if p.is_file()}
+
+
+def _remove_partial_writes(folder: Path) -> None:
+    """Delete the temp files of atomic writes a kill cut short (``.NAME.XXXX.tmp``): never a result."""
+    for path in folder.rglob(".*.tmp"):
+        path.unlink(missing_ok=True)
+
+
+def _environment(exc: BaseException, doing: str) -> BaseException:
+    """An ``OSError`` as the :class:`ResourceError` that names its path and cause; anything else unchanged."""
+    return from_os_error(exc, doing) if isinstance(exc, OSError) else exc
 
 
 def run_workflow(loaded: LoadedConfig, options: RunOptions) -> RunState:

@@ -9,12 +9,10 @@ workflow order and the contract test is parametrized over it.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
@@ -23,6 +21,7 @@ from mlestar.config.schema import MlestarConfig
 from mlestar.errors import StageError
 from mlestar.tracking.audit import AuditTrail
 from mlestar.utils.io import read_json, sha256_file, sha256_json
+from mlestar.workflow.code import closure_hash
 
 
 @dataclass
@@ -63,10 +62,18 @@ class StageContext:
     load_dataset: Callable[[], Any]
     report: Callable[[str], None] = lambda message: None
     progress: Callable[[str, int, int], None] = lambda label, done, total: None
+    declared: tuple[str, ...] = ()
     consumed: list[tuple[str, str, str]] = field(default_factory=list)
 
     def input(self, ref: str) -> Path:
-        """Path of an earlier stage's artifact ``'stage_name/file'``; records the read in lineage."""
+        """Path of a declared input (``'stage_name/file'``); records the read in lineage.
+
+        Raises:
+            StageError: ``ref`` is not in the stage's declared ``inputs``, or the file is missing.
+        """
+        if ref not in self.declared:
+            raise StageError(f"stage {self.stage!r} read {ref}, which it does not declare in its inputs",
+                             hint=f"add {ref!r} to the stage's `inputs`, so its cache key and lineage include it")
         path = resolve_ref(self.run_dir, ref)
         if not path.exists():
             raise StageError(f"stage {self.stage!r} needs {ref}, which is missing from run {self.run_id}",
@@ -75,8 +82,14 @@ class StageContext:
         return path
 
     def read_json(self, ref: str) -> Any:
-        """Load an earlier stage's JSON artifact."""
-        return read_json(self.input(ref))
+        """Load a declared JSON input; a damaged file is a :class:`StageError` naming it."""
+        path = self.input(ref)
+        try:
+            return read_json(path)
+        except ValueError as exc:
+            raise StageError(f"{ref} of run {self.run_id} is not valid JSON ({exc})",
+                             hint=f"re-run from the stage that makes it: mlestar run --resume {self.run_id} "
+                                  f"--from {ref.split('/')[0]}") from None
 
     def decide(self, what: str, choice: Any, reason: str, **data: Any) -> None:
         """Record a decision (what was chosen and why) in the audit trail."""
@@ -100,9 +113,10 @@ class Stage(ABC):
         name: canonical stage name (one of ``STAGE_ORDER``).
         title: heading for reports and the CLI.
         config_paths: config sections or dotted fields the stage reads; part of its cache key.
-        inputs: artifacts of earlier stages it reads (``'stage/file'``); part of its cache key.
-        outputs: files it must leave in its folder (globs allowed for optional groups: none here).
-        code_modules: modules whose source is part of its cache key.
+        inputs: earlier stages' files it reads (``'stage/file'``); part of its cache key.
+            ``ctx.input`` refuses anything else, and while the stage runs, opening a file
+            of the run that is neither declared nor in its own folder fails.
+        outputs: exact paths of the files it must leave in its folder (no globs).
         uses_adjustments: True when remedies change what it does (the planner).
         uses_data_fingerprint: True when the raw data's fingerprint is part of its cache key.
         reads_test: True when the stage may see the test split; for every other stage
@@ -115,7 +129,6 @@ class Stage(ABC):
     config_paths: ClassVar[tuple[str, ...]] = ()
     inputs: ClassVar[tuple[str, ...]] = ()
     outputs: ClassVar[tuple[str, ...]] = ()
-    code_modules: ClassVar[tuple[str, ...]] = ()
     uses_adjustments: ClassVar[bool] = False
     uses_data_fingerprint: ClassVar[bool] = False
     reads_test: ClassVar[bool] = False
@@ -136,37 +149,12 @@ class Stage(ABC):
 
     @classmethod
     def code_hash(cls) -> str:
-        """sha256 over the source of the stage's module and its declared code modules."""
-        return _modules_hash((cls.__module__, *cls.code_modules))
+        """sha256 over the stage's module and every mlestar module it imports, transitively.
 
-
-@lru_cache(maxsize=None)
-def _modules_hash(modules: tuple[str, ...]) -> str:
-    digest = hashlib.sha256()
-    for module in modules:
-        for path in _module_files(module):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _module_files(module: str) -> list[Path]:
-    """Source files of an mlestar module, or of every module in an mlestar package.
-
-    Resolved from the package folder, never by importing: ``find_spec`` of a
-    submodule imports its parents, and ``mlestar.training`` imports torch,
-    which would cost a fully cached re-run seconds.
-    """
-    root = Path(__file__).resolve().parents[1]  # src/mlestar
-    parts = module.split(".")
-    if parts[0] != "mlestar":
-        raise StageError(f"code module {module!r} is outside mlestar; only mlestar modules can be hashed")
-    base = root.joinpath(*parts[1:])
-    if base.is_dir():
-        return sorted(base.rglob("*.py"))
-    if base.with_suffix(".py").exists():
-        return [base.with_suffix(".py")]
-    raise StageError(f"code module {module!r} cannot be found under {root}")
+        Derived from the imports themselves (:mod:`mlestar.workflow.code`), never
+        from a list kept by hand: editing any module a stage uses changes its key.
+        """
+        return closure_hash(cls.__module__)
 
 
 def select_config(config: MlestarConfig, paths: tuple[str, ...]) -> dict[str, Any]:
@@ -199,7 +187,10 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
 
 
 def _ensure_loaded() -> None:
-    importlib.import_module("mlestar.stages")
+    from mlestar.stages import STAGE_MODULES
+
+    for module in STAGE_MODULES:  # by name: each registers its stage on import
+        importlib.import_module(module)
 
 
 def list_stages() -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from mlestar.errors import RunNotFoundError, TrackingError
 from mlestar.utils.io import atomic_write_json, read_json
+from mlestar.workflow.liveness import is_alive
 
 RUN_FILE = "run.json"
 
@@ -37,6 +38,7 @@ class RunState:
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path = path
         self.data = data
+        self.recorded_status = str(data.get("status"))  # as in the file, before the liveness check
 
     @classmethod
     def create(cls, run_dir: Path, *, run_id: str, project: str, config_hash: str,
@@ -61,12 +63,19 @@ class RunState:
             raise RunNotFoundError(f"no run at {run_dir} (missing {RUN_FILE})",
                                    hint="`mlestar status` lists the runs in a runs folder")
         try:
-            return cls(path, read_json(path))
+            data = read_json(path)
         except ValueError as exc:
-            raise TrackingError(f"{path} is corrupted: {exc}") from None
+            raise TrackingError(f"{path} is corrupted: {exc}",
+                                hint="restore it from a backup; the run's files and audit trail are untouched") from None
+        except OSError as exc:
+            raise TrackingError(f"cannot read {path}: {exc.strerror}") from None
+        state = cls(path, data)
+        state.data = with_liveness(Path(run_dir), data)
+        return state
 
     def save(self) -> None:
         atomic_write_json(self.path, self.data)
+        self.recorded_status = self.status
 
     @property
     def run_id(self) -> str:
@@ -86,3 +95,20 @@ class RunState:
     def finish(self, status: str, failure: dict[str, Any] | None = None) -> None:
         self.data.update(status=status, ended=time.time(), failure=failure)
         self.save()
+
+
+def with_liveness(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` as readers should see it: a 'running' run whose process is gone is 'interrupted'.
+
+    A run killed by ``SIGKILL`` (or a power cut) never gets to write its own
+    end; its lock tells. Nothing is written: the next ``--resume`` records it.
+    """
+    if data.get("status") != "running" or is_alive(run_dir, data.get("owner")):
+        return data
+    owner = data.get("owner") or {}
+    message = (f"the process executing it (pid {owner.get('pid', '?')} on {owner.get('host', '?')}) stopped "
+               "without finishing: killed or crashed")
+    stages = {name: ({**entry, "status": StageStatus.INTERRUPTED.value, "error": message}
+                     if entry.get("status") == StageStatus.RUNNING.value else entry)
+              for name, entry in (data.get("stages") or {}).items()}
+    return {**data, "status": "interrupted", "stages": stages, "failure": {"message": message, "crashed": True}}
