@@ -61,7 +61,9 @@ from mlestar.errors import DataError
 
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
-_UNPREMULTIPLIED = {"La": "LA", "RGBa": "RGBA", "P": "RGBA", "PA": "RGBA"}  # exact colours before alpha goes
+# Converted first, so the colours kept when alpha goes are exact: premultiplied modes are un-premultiplied,
+# palettes expanded (their transparency included) to true colours.
+_EXPAND_FIRST = {"La": "LA", "RGBa": "RGBA", "P": "RGBA", "PA": "RGBA"}
 _CONVERT_HINT = "save the image as an 8- or 16-bit PNG or a JPEG"
 
 
@@ -161,8 +163,8 @@ def natural_pixels(image: Image.Image) -> np.ndarray:
         raise ImageRejected("unsupported", "float pixels (PIL mode F) have no fixed range to scale to 0..255",
                             hint=_CONVERT_HINT)
     target = "L" if mode in GRAY_MODES else "RGB"
-    if mode in _UNPREMULTIPLIED:
-        image = _convert(image, _UNPREMULTIPLIED[mode])
+    if mode in _EXPAND_FIRST:
+        image = _convert(image, _EXPAND_FIRST[mode])
     pixels = np.asarray(image if image.mode == target else _convert(image, target))
     return pixels[..., None] if target == "L" else pixels
 
