@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from image_trees import encode, pixels, rgb_jpeg, rgb_png
-from mlestar.data.decode import Target, conform, decode_all, decode_image, is_image_name
+from mlestar.data.decode import Target, decode_all, decode_image, is_image_name
+from mlestar.data.preprocess import conform
 
 
 def test_exif_orientation_is_applied_before_anything_else() -> None:

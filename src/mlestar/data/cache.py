@@ -18,7 +18,8 @@ The key (DVC style: cheap to compute, changes when the input does):
   in place with the same size within the same nanosecond goes unnoticed;
 
 plus the conversion settings (``image_size``, ``channels``) and
-:data:`CACHE_FORMAT`, which must be bumped whenever decoding changes.
+:data:`CACHE_FORMAT`, which must be bumped whenever decoding (:mod:`mlestar.data.preprocess`,
+:mod:`mlestar.data.decode`) changes what an image decodes to.
 
 An entry is built in a temporary folder beside it and renamed into place, so a
 reader sees a whole entry or none. One that fails to load (a missing or
@@ -44,7 +45,9 @@ from mlestar.data.dataset import ImageSplit, LoadReport
 from mlestar.errors import DataError
 from mlestar.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
 
-CACHE_FORMAT = 1
+# 2: decoding moved to mlestar.data.preprocess; mode I (16-bit PGM/PPM) keeps its top byte instead of
+# being clipped at 255, and float or wider-than-16-bit images are skipped as unreadable.
+CACHE_FORMAT = 2
 CACHE_ENV = "MLESTAR_CACHE_DIR"
 
 

@@ -28,7 +28,7 @@ import numpy as np
 from mlestar.config.schema import DataConfig
 from mlestar.data.cache import cache_root
 from mlestar.data.dataset import ImageDataset, ImageSplit, LoadReport
-from mlestar.data.decode import conform
+from mlestar.data.preprocess import conform
 from mlestar.data.sources import complete_splits, register_source
 from mlestar.errors import DataError
 from mlestar.utils.io import sha256_json

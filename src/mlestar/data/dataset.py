@@ -51,9 +51,11 @@ class ImageSplit:
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Exactly how raw images become model input; saved in every bundle.
+    """The dataset's parameters of the one preprocessing path; saved in every bundle.
 
-    ``mean`` and ``std`` are per channel on the 0..1 scale (pixel / 255).
+    :mod:`mlestar.data.preprocess` turns any image file into model input with
+    them, in training and serving alike. ``mean`` and ``std`` are per channel
+    on the 0..1 scale (pixel / 255).
     """
 
     image_size: int

@@ -1,11 +1,12 @@
 """Decode image files into uint8 pixels, one at a time or on a process pool.
 
-Decoding is PIL only. Each image is turned upright (``ImageOps.exif_transpose``),
-brought to its *natural* mode (``"L"`` for grayscale modes, ``"RGB"`` for the
-rest, alpha dropped, palettes expanded) and, when the wanted size or channel
-count is already known, conformed to it straight away so that a folder of big
-photos never sits in memory at full size. A bad file never raises: it comes
-back as a :class:`Decoded` with a ``reason`` from ``SkippedFile.REASONS``.
+Each file goes through steps 1 to 3 of :mod:`mlestar.data.preprocess`, the
+same steps serving runs on every request: decoded with PIL, turned upright,
+brought to its *natural* mode (``"L"`` or ``"RGB"``, 16-bit scaled, alpha
+dropped, palettes expanded) and, when the wanted size or channel count is
+already known, conformed to it straight away so that a folder of big photos
+never sits in memory at full size. A bad file never raises: it comes back as
+a :class:`Decoded` with a ``reason`` from ``SkippedFile.REASONS``.
 
 Why a process pool: opening a small JPEG costs ~0.2 ms of Python-level header
 parsing in PIL that holds the GIL, so threads do not help and two processes
@@ -16,7 +17,6 @@ archive in this process overlaps decoding in the workers.
 from __future__ import annotations
 
 import dataclasses
-import io
 import itertools
 import multiprocessing
 import os
@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+from mlestar.data.preprocess import ImageRejected, conform, natural_pixels, open_image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
                             ".ppm", ".pgm", ".pbm", ".pnm"})
-GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 CHUNK = 256  # files per pool task: big enough to amortize pickling, small enough to balance 2 workers
 
 Payload = bytes | str  # the file's bytes, or a path the worker reads itself
@@ -70,80 +70,24 @@ def is_image_name(name: str) -> bool:
     return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_SUFFIXES
 
 
-def natural_channels(mode: str) -> int:
-    """1 for grayscale PIL modes, 3 for everything else (palettes count as colour)."""
-    return 1 if mode in GRAY_MODES else 3
-
-
 def decode_image(name: str, payload: Payload, target: Target = Target()) -> Decoded:
     """Decode one file; never raises for a bad file.
 
     ``reason`` is ``"truncated"`` when PIL reports truncated data while loading
     (``LOAD_TRUNCATED_IMAGES`` stays off: a half-grey image is worse than none),
-    ``"unreadable"`` for anything else that fails.
+    ``"unreadable"`` for anything else that fails (see :class:`ImageRejected`).
     """
     try:
         data = payload if isinstance(payload, bytes) else Path(payload).read_bytes()
     except OSError as exc:
         return Decoded(name, reason="unreadable", detail=f"cannot read the file: {exc.strerror or exc}")
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return _finish(name, img, target)
-    except UnidentifiedImageError:
-        return Decoded(name, reason="unreadable", detail="PIL cannot identify the image format")
-    except OSError as exc:
-        reason = "truncated" if "truncated" in str(exc).lower() else "unreadable"
-        return Decoded(name, reason=reason, detail=str(exc))
-    except Exception as exc:  # noqa: BLE001 - decoders raise SyntaxError, ValueError, struct.error... on bad bytes
-        return Decoded(name, reason="unreadable", detail=f"{type(exc).__name__}: {exc}")
-
-
-def _finish(name: str, img: Image.Image, target: Target) -> Decoded:
-    """Turn a loaded image upright, into its natural mode, then towards ``target``."""
-    mode = img.mode
-    # exif_transpose copies the image even when there is nothing to do; a JPEG
-    # without EXIF or XMP (most datasets) cannot carry an orientation, so skip it.
-    if img.format != "JPEG" or "exif" in img.info or "xmp" in img.info:
-        img = ImageOps.exif_transpose(img)
-    pixels = conform(_natural_pixels(img), target.side, target.channels)
-    return Decoded(name, pixels, mode, img.size)
-
-
-def _natural_pixels(img: Image.Image) -> np.ndarray:
-    """``(H, W, 1)`` for grayscale modes, ``(H, W, 3)`` otherwise; alpha dropped."""
-    if img.mode.startswith("I;16"):
-        # PIL's own I;16 -> L conversion clips at 255, whitening 16-bit scans; keep the top byte instead.
-        return (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)[..., None]
-    if img.mode in GRAY_MODES:
-        return np.asarray(img if img.mode == "L" else img.convert("L"))[..., None]
-    if img.mode in ("P", "PA"):
-        img = img.convert("RGBA")  # a palette may hold transparency; RGBA keeps colours exact
-    return np.asarray(img if img.mode == "RGB" else img.convert("RGB"))
-
-
-def conform(pixels: np.ndarray, side: int | None, channels: int | None) -> np.ndarray:
-    """Return ``(H, W, C)`` uint8 ``pixels`` with ``channels`` channels, resized to ``side`` x ``side``.
-
-    ``None`` leaves that property alone. RGB -> gray uses PIL's ITU-R 601 luma;
-    gray -> RGB repeats the channel. Resizing is PIL bilinear, only when the size
-    differs, and runs on the fewer-channel side of a channel change (cheaper,
-    and the two steps commute for gray -> RGB).
-    """
-    if channels == 1 and pixels.shape[2] == 3:
-        pixels = np.asarray(Image.fromarray(pixels).convert("L"))[..., None]
-    if side is not None and pixels.shape[:2] != (side, side):
-        pixels = _resize(pixels, side)
-    if channels == 3 and pixels.shape[2] == 1:
-        pixels = np.repeat(pixels, 3, axis=2)
-    return pixels
-
-
-def _resize(pixels: np.ndarray, side: int) -> np.ndarray:
-    """Bilinear resize to ``side`` x ``side`` (aspect ratio is not kept: a square model input)."""
-    depth = pixels.shape[2]
-    img = Image.fromarray(pixels[..., 0] if depth == 1 else pixels)
-    return np.asarray(img.resize((side, side), Image.BILINEAR)).reshape(side, side, depth)
+        image = open_image(data)
+        natural = natural_pixels(image)
+    except ImageRejected as exc:
+        return Decoded(name, reason="truncated" if exc.kind == "truncated" else "unreadable", detail=exc.message)
+    height, width = natural.shape[:2]  # after EXIF rotation, before any resize
+    return Decoded(name, conform(natural, target.side, target.channels), image.mode, (width, height))
 
 
 def decode_all(items: Iterable[tuple[str, Payload]], target: Target = Target(), *,

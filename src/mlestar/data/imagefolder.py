@@ -44,7 +44,8 @@ from mlestar.config.schema import DataConfig
 from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, iter_entries
 from mlestar.data.cache import DecodedSource, cache_key, cached_decode
 from mlestar.data.dataset import ImageDataset, ImageSplit, LoadReport, SkippedFile
-from mlestar.data.decode import CHUNK, Decoded, Payload, Target, conform, decode_all, is_image_name, natural_channels
+from mlestar.data.decode import CHUNK, Decoded, Payload, Target, decode_all, is_image_name
+from mlestar.data.preprocess import conform, natural_channels
 from mlestar.data.archive import check_readable
 from mlestar.data.sources import complete_splits, register_source
 from mlestar.errors import DataError

@@ -7,19 +7,14 @@ with labels, preprocessing and a checksummed manifest; ``serve`` answers HTTP
 requests from a loaded bundle, through ``batching`` (micro-batches),
 ``inputs`` (request parsing and limits), ``monitor`` (drift) and ``metrics``
 (Prometheus).
+
+The preprocessing functions exported here are those of
+:mod:`mlestar.data.preprocess`: serving runs the code training ran, not a copy.
 """
 
+from mlestar.data.preprocess import image_pixels, normalize_pixels, preprocess_bytes, preprocess_image
 from mlestar.deploy.batching import MicroBatcher, NotRunning, Overloaded
-from mlestar.deploy.bundle import (
-    LoadedBundle,
-    image_pixels,
-    load_bundle,
-    normalize_pixels,
-    preprocess_image,
-    render_model_card,
-    verify_bundle,
-    write_bundle,
-)
+from mlestar.deploy.bundle import LoadedBundle, load_bundle, render_model_card, verify_bundle, write_bundle
 from mlestar.deploy.export import (
     EXPORT_FILES,
     ParityReport,
@@ -60,6 +55,7 @@ __all__ = [
     "load_torchscript_runner",
     "normalize_pixels",
     "openapi_document",
+    "preprocess_bytes",
     "preprocess_image",
     "quantize_and_compare",
     "reference_from_analysis",

@@ -28,10 +28,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from mlestar.config.catalog import METRICS, suggest
 from mlestar.data.dataset import Preprocessing
+from mlestar.data.preprocess import preprocess_image
 from mlestar.deploy.export import EXPORT_FILES, Runner, load_onnx_runner, load_torchscript_runner
 from mlestar.deploy.monitor import DriftReference
 from mlestar.deploy.quantize import QUANTIZED_FILES
@@ -205,7 +206,9 @@ def _card_data(dataset: str, prep: Preprocessing) -> str:
     std = ", ".join(f"{v:.4f}" for v in prep.std)
     return ("## Data\n\n"
             f"Trained and evaluated on `{dataset}`.\n\n"
-            f"Preprocessing: {'grayscale' if prep.channels == 1 else 'RGB'}, bilinear resize to "
+            "Preprocessing (the same code in training and serving, `mlestar.data.preprocess`): EXIF "
+            "orientation applied; 16-bit images keep their top byte (value >> 8); alpha dropped, not "
+            f"composited; {'grayscale' if prep.channels == 1 else 'RGB'}, bilinear resize to "
             f"{prep.image_size}x{prep.image_size}, pixels / 255, then (x - mean) / std with "
             f"mean ({mean}) and std ({std}).")
 
@@ -314,38 +317,6 @@ def _verify_entry(bundle_dir: Path, name: str, entry: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- loading
 
 
-def image_pixels(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
-    """Turn one PIL image into float32 ``(C, H, W)`` pixels on the 0..1 scale, at the model's size.
-
-    Any mode is accepted: RGBA, palette and grayscale images are converted to
-    ``"L"`` (one channel) or ``"RGB"``; alpha is dropped, not blended. EXIF
-    orientation is applied first so phone photos are upright. This is the
-    un-normalized input the drift monitor compares with the training data.
-    """
-    image = ImageOps.exif_transpose(image)
-    image = image.convert("L" if preprocessing.channels == 1 else "RGB")
-    size = preprocessing.image_size
-    image = image.resize((size, size), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image, dtype=np.float32).reshape(size, size, preprocessing.channels) / 255.0
-    return pixels.transpose(2, 0, 1)
-
-
-def normalize_pixels(pixels: np.ndarray, preprocessing: Preprocessing) -> np.ndarray:
-    """``(pixels - mean) / std`` per channel, for ``(C, H, W)`` or ``(N, C, H, W)`` 0..1 pixels."""
-    shape = (-1, 1, 1)
-    mean = np.asarray(preprocessing.mean, dtype=np.float32).reshape(shape)
-    std = np.asarray(preprocessing.std, dtype=np.float32).reshape(shape)
-    return ((pixels - mean) / std).astype(np.float32, copy=False)
-
-
-def preprocess_image(image: Image.Image, preprocessing: Preprocessing) -> np.ndarray:
-    """Turn one PIL image into normalized float32 ``(C, H, W)`` model input.
-
-    :func:`image_pixels` followed by :func:`normalize_pixels`.
-    """
-    return normalize_pixels(image_pixels(image, preprocessing), preprocessing)
-
-
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)  # no overflow for large logits
     exp = np.exp(shifted.astype(np.float64))
@@ -360,7 +331,8 @@ class LoadedBundle:
         path: the bundle folder.
         runtime: "torchscript" or "onnx": which model file ``runner`` runs.
         class_names: label index -> name.
-        preprocessing: how PIL images become model input.
+        preprocessing: the size, channels, mean and std that
+            :mod:`mlestar.data.preprocess` turns images into model input with.
         metadata: ``metadata.json`` (run_id, model_name, version, metrics, serving, ...).
         runner: float32 ``(N, C, H, W)`` -> ``(N, num_classes)`` logits.
         manifest: the verified manifest.
@@ -387,7 +359,11 @@ class LoadedBundle:
         return str(self.metadata["version"])
 
     def predict(self, images: list[Image.Image], top_k: int = 5) -> list[dict[str, Any]]:
-        """Classify ``images``; one dict per image, in order (see :meth:`describe`)."""
+        """Classify decoded ``images``; one dict per image, in order (see :meth:`describe`).
+
+        Each image goes through :func:`mlestar.data.preprocess.preprocess_image`,
+        the preprocessing the model was trained with.
+        """
         if not images:
             return []
         batch = np.stack([preprocess_image(image, self.preprocessing) for image in images])

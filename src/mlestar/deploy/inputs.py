@@ -3,7 +3,8 @@
 A request carries images either as multipart files (``file``; for batches
 ``files`` or repeated ``file``) or as JSON with base64 strings
 (``{"image": "..."}``; for batches ``{"images": [...]}`` or a bare list).
-Every refusal is a :class:`RequestFailed` with a 4xx status, a message that
+Decoding and conversion are :mod:`mlestar.data.preprocess`, the code training
+ran. Every refusal is a :class:`RequestFailed` with a 4xx status, a message that
 says what to send instead, and a ``kind`` that ``/metrics`` counts.
 
 Uploads are bounded three times: the request body (checked as it streams
@@ -21,6 +22,7 @@ import json
 import warnings
 from typing import Any, Callable
 
+import numpy as np
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
@@ -28,6 +30,9 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mlestar.data.dataset import Preprocessing
+from mlestar.data.preprocess import ImageRejected, input_pixels, open_image
 
 _FORMATS = ("PNG", "JPEG")
 _MULTIPART_MAX_FILES = 4096  # the body limit bounds memory; the image count is checked after parsing
@@ -238,31 +243,52 @@ def pixel_count(data: bytes) -> int | None:
         return None
 
 
+# ImageRejected.kind -> (HTTP status, error kind counted on /metrics, the answer; {detail} is the reason)
+_REFUSALS = {
+    "empty": (400, "empty_file", "the uploaded file is empty (0 bytes)"),
+    "unknown_format": (415, "not_an_image", "the uploaded file is not a PNG or JPEG image"),
+    "too_large": (413, "image_too_large", "{detail}"),
+    "truncated": (400, "corrupt_image", "the image is truncated or corrupt: {detail}"),
+    "corrupt": (400, "corrupt_image", "the image is truncated or corrupt: {detail}"),
+    "unsupported": (415, "not_an_image", "the image's pixels cannot be used: {detail}"),
+}
+
+
 def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Decode an uploaded PNG or JPEG fully, refusing anything unsafe or broken.
 
-    The pixel count is read from the header and checked before decoding, so
-    a decompression bomb costs nothing.
+    :func:`mlestar.data.preprocess.open_image` limited to the two formats we
+    serve (fewer decoders exposed to untrusted bytes); the pixel count is read
+    from the header and checked before decoding, so a decompression bomb costs nothing.
 
     Raises:
         RequestFailed: 400 ``empty_file`` or ``corrupt_image`` (truncated,
             corrupt), 413 ``image_too_large`` (too many pixels), 415
             ``not_an_image`` (not PNG or JPEG).
     """
-    if not data:
-        raise RequestFailed(400, "the uploaded file is empty (0 bytes)", "empty_file")
     try:
-        # Only the two formats we serve: fewer decoders exposed to untrusted bytes.
-        image = Image.open(io.BytesIO(data), formats=_FORMATS)
-        width, height = image.size
-        if width * height > max_pixels:
-            raise RequestFailed(413, f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels",
-                                "image_too_large")
-        image.load()
-    except UnidentifiedImageError as exc:
-        raise RequestFailed(415, "the uploaded file is not a PNG or JPEG image", "not_an_image") from exc
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise RequestFailed(413, f"image refused as a decompression bomb: {exc}", "image_too_large") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise RequestFailed(400, f"the image is truncated or corrupt: {exc}", "corrupt_image") from exc
-    return image
+        return open_image(data, formats=_FORMATS, max_pixels=max_pixels)
+    except ImageRejected as exc:
+        raise _refused(exc) from exc
+
+
+def model_pixels(data: bytes, prep: Preprocessing, *, max_pixels: int) -> np.ndarray:
+    """An uploaded image as uint8 ``(H, W, C)`` at the model's size and channel count.
+
+    :func:`decode_image`, then :func:`mlestar.data.preprocess.input_pixels`:
+    the steps training ran on its images, so the model sees what it was trained on.
+
+    Raises:
+        RequestFailed: as :func:`decode_image`; 415 ``not_an_image`` for pixels
+            without a fixed range (float, wider than 16 bits).
+    """
+    image = decode_image(data, max_pixels=max_pixels)
+    try:
+        return input_pixels(image, prep)
+    except ImageRejected as exc:
+        raise _refused(exc) from exc
+
+
+def _refused(exc: ImageRejected) -> RequestFailed:
+    status, kind, answer = _REFUSALS[exc.kind]
+    return RequestFailed(status, answer.format(detail=exc.message), kind)

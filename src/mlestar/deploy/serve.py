@@ -37,11 +37,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mlestar.data.preprocess import normalize_pixels, to_unit
 from mlestar.deploy.batching import MicroBatcher, NotRunning, Overloaded
-from mlestar.deploy.bundle import LoadedBundle, image_pixels, load_bundle, normalize_pixels
+from mlestar.deploy.bundle import LoadedBundle, load_bundle
 from mlestar.deploy.inputs import (BatchPredictJSON, BodyLimit, BodyTooLarge, PredictJSON, RequestFailed,
-                                   decode_image, error_response, pixel_count, quiet_pil_bomb_warning,
-                                   read_images)
+                                   error_response, model_pixels, pixel_count, quiet_pil_bomb_warning, read_images)
 from mlestar.deploy.metrics import EXPOSITION_TYPE, UNMATCHED_ROUTE, ServeMetrics
 from mlestar.deploy.monitor import DriftMonitor
 
@@ -278,20 +278,22 @@ class _Server:
             raise RequestFailed(503, "the model is still warming up; retry shortly", "not_ready") from exc
 
     def _pixels(self, files: list[bytes], many: bool) -> np.ndarray:
-        """Decode and resize every file and record them for drift monitoring.
+        """Every file as float32 ``(N, C, H, W)`` 0..1 pixels, recorded for drift monitoring.
+
+        Steps 1 to 3 of :mod:`mlestar.data.preprocess` per file, then its
+        ``pixels / 255``; :meth:`predict` normalizes them.
 
         Thread-safe: large images are decoded in a worker thread.
         """
         arrays = []
         for index, data in enumerate(files):
             try:
-                image = decode_image(data, max_pixels=self.settings.max_pixels)
+                arrays.append(model_pixels(data, self.bundle.preprocessing, max_pixels=self.settings.max_pixels))
             except RequestFailed as exc:
                 if many:
                     raise RequestFailed(exc.status, f"image {index}: {exc.message}", exc.kind) from exc
                 raise
-            arrays.append(image_pixels(image, self.bundle.preprocessing))
-        pixels = np.stack(arrays)
+        pixels = to_unit(np.stack(arrays))
         self.monitor.observe_inputs(pixels)
         return pixels
 
