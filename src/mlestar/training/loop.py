@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlestar.data.dataset import ImageSplit, Preprocessing
+from mlestar.data.preprocess import normalize_pixels, to_unit
 from mlestar.errors import TrainingError
 from mlestar.training.augment import augment
 from mlestar.training.checkpoint import load_torch, save_torch
@@ -47,11 +48,13 @@ class FitResult:
 
 def split_to_tensors(split: ImageSplit, prep: Preprocessing, device: torch.device
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 NHWC -> normalized float NCHW on ``device`` (done once per run)."""
-    x = torch.from_numpy(split.images).to(device).permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(prep.mean, device=device).view(1, -1, 1, 1)
-    std = torch.tensor(prep.std, device=device).view(1, -1, 1, 1)
-    return ((x - mean) / std).contiguous(), torch.from_numpy(split.labels).to(device)
+    """uint8 NHWC -> normalized float NCHW on ``device`` (done once per run).
+
+    Through :func:`mlestar.data.preprocess.normalize_pixels`, the function the
+    served model's inputs go through too: one definition of the model's input.
+    """
+    x = torch.from_numpy(normalize_pixels(to_unit(split.images), prep)).to(device)
+    return x.contiguous(), torch.from_numpy(split.labels).to(device)
 
 
 @torch.no_grad()
