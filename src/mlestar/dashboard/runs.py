@@ -169,7 +169,8 @@ class RunIndex:
         found: dict[str, tuple[tuple[int, int], RunSummary]] = {}
         if self.runs_dir.is_dir():
             for entry in os.scandir(self.runs_dir):
-                loaded = self._load(Path(entry.path), now) if entry.is_dir() else None
+                visible = entry.is_dir() and not entry.name.startswith(".")  # .creating-ID: not a run yet
+                loaded = self._load(Path(entry.path), now) if visible else None
                 if loaded is not None:
                     found[entry.name] = loaded
         with self._lock:

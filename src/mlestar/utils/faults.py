@@ -68,6 +68,14 @@ def disarm() -> None:
     _seen.clear()
 
 
+def configure(spec: str) -> None:
+    """Replace what is armed with ``spec`` (the ``MLESTAR_FAULTS`` syntax); counts restart."""
+    global _loaded
+    disarm()
+    _loaded = True
+    _armed.update(_parse(spec))
+
+
 def point(label: str, path: Path | str | None = None) -> None:
     """Pass the fault point ``label``; fire it when armed. ``path`` names the file for an OSError."""
     if not _loaded:

@@ -20,7 +20,8 @@ def list_runs(runs_dir: Path) -> list[RunState]:
     runs_dir = Path(runs_dir)
     if not runs_dir.exists():
         return []
-    states = [RunState.load(p) for p in runs_dir.iterdir() if (p / RUN_FILE).exists()]
+    # dot-folders are runs still being created (``.creating-ID``), never listed
+    states = [RunState.load(p) for p in runs_dir.iterdir() if not p.name.startswith(".") and (p / RUN_FILE).exists()]
     return sorted(states, key=lambda s: s.data["created"])
 
 

@@ -35,13 +35,14 @@ from mlestar.workflow.stage import (
     Stage, StageContext, StageResult, create_stage, list_stages, resolve_ref, select_config,
 )
 from mlestar.workflow.guard import confined
-from mlestar.workflow.liveness import RunLock, owner_record
+from mlestar.workflow.liveness import LOCK_FILE, RunLock, is_alive, owner_record
 from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus
 
 CONFIG_FILE = "config.json"
 LINEAGE_FILE = "lineage.db"
 AUDIT_FILE = "audit.jsonl"
 ENVIRONMENT_FILE = "environment.json"
+STAGING_PREFIX = ".creating-"  # a run folder under construction; renamed to the run id when whole
 
 
 @dataclass
@@ -114,7 +115,8 @@ class Runner:
         self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)  # before any folder: a bad database leaves none
         self.run_id = new_run_id(self.config.project.name)
         self.run_dir = self.runs_dir / self.run_id
-        staging = self.runs_dir / f".creating-{self.run_id}"
+        _sweep_abandoned(self.runs_dir)
+        staging = self.runs_dir / f"{STAGING_PREFIX}{self.run_id}"
         try:
             staging.mkdir()
             self._lock = RunLock(staging).acquire()
@@ -515,6 +517,18 @@ def _archive(out_dir: Path, run_dir: Path, attempt: int) -> None:
         os.replace(out_dir, target)
     elif out_dir.exists():
         out_dir.rmdir()
+
+
+def _sweep_abandoned(runs_dir: Path) -> None:
+    """Remove run folders a killed process left half-created (``.creating-ID`` no process holds)."""
+    for folder in runs_dir.glob(f"{STAGING_PREFIX}*"):
+        try:
+            # no lock yet and young: another process may be between its mkdir and its lock
+            fresh = not (folder / LOCK_FILE).exists() and time.time() - folder.stat().st_mtime < 60
+        except OSError:
+            continue
+        if not fresh and not is_alive(folder, None):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _signatures(folder: Path) -> dict[str, tuple[int, int]]:
