@@ -43,7 +43,7 @@ _HANDLERS: dict[str, Handler] = {
     "evaluation": translate_evaluation, "error_handling": translate_error_handling, "training": translate_training,
     "model": translate_model, "dataset": translate_data, "data": translate_data, "paths": translate_paths,
     "hyperparameter_tuning": translate_tuning, "environment": translate_environment,
-    "deployment": translate_deployment, "augmentation": translate_augmentation, "hardware": translate_training,
+    "deployment": translate_deployment, "augmentation": translate_augmentation,
 }
 
 _LOGS = "mlestar records every run in its run folder (logs, TensorBoard, audit trail, lineage database)"
