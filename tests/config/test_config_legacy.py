@@ -313,3 +313,33 @@ refinement: {n_trials: 3, seeds: 1}
     assert (cfg.training.schedule, cfg.training.augmentation, cfg.training.label_smoothing) == ("constant", "flip", 0.1)
     assert (cfg.refinement.n_trials, cfg.refinement.seeds) == (3, 1)
     assert loaded.warnings == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("quality_gates:\n  stage_4_implementation: [min_val_accuracy]\n",
+     "quality_gates.stage_4_implementation: expected a mapping, got list ['min_val_accuracy']; ignored"),
+    ("mle_star_workflow:\n  stages: [1_situation_analysis]\n",
+     "mle_star_workflow.stages: expected a mapping, got list ['1_situation_analysis']; ignored"),
+    ("quality_gates:\n  stage_5_evaluation: {min_test_accuracy: {classification: 0.8}}\n",
+     "quality_gates.stage_5_evaluation.min_test_accuracy: a gate takes one threshold, not {'classification': 0.8}; "
+     "ignored"),
+    ("quality_gates: {}\ndata:\n  preprocessing: {augmentation: {train: RandomHorizontalFlip, test: Normalize}}\n",
+     "data.preprocessing.augmentation.test: mlestar never augments validation or test images (test-time "
+     "augmentation: evaluation.tta)"),
+])
+def test_malformed_sections_are_warned_not_crashed_on(tmp_path: Path, text: str, expected: str) -> None:
+    loaded = load_yaml(tmp_path, text)
+    assert loaded.warnings == [expected]
+
+
+def test_an_mlestar_section_and_translated_keys_merge_field_by_field(tmp_path: Path) -> None:
+    loaded = load_yaml(tmp_path, """
+quality_gates: {}
+deployment:
+  serving: {batch_size: 1, port: 9000}
+  serve: {host: 0.0.0.0, port: 8080}
+""")
+    serve = loaded.config.deployment.serve
+    assert (serve.max_batch_size, serve.host, serve.port) == (1, "0.0.0.0", 9000)
+    assert loaded.warnings == ["deployment.serve.port: deployment.serve.port is already 9000 from "
+                               "deployment.serving.port; 8080 ignored"]

@@ -55,21 +55,37 @@ class Translation:
         (after unit parsing) is honoured too and stays silent; one with a
         different value is warned, naming the key that set the field.
 
+        A non-empty mapping is stored key by key, so a section given in
+        mlestar's form and one translated from legacy keys merge field by
+        field, each with its own origin.
+
         Returns:
-            True when the value was stored.
+            True when the value (every key of a mapping) was stored.
         """
-        if target in self.origin:
-            current = self.get(target)
-            if not same_value(target, current, value):
-                self.warn(path, f"{target} is already {current!r} from {self.origin[target]}; {value!r} ignored")
-            return False
+        if isinstance(value, dict) and value:
+            stored = [self.put(f"{target}.{key}", item, f"{path}.{key}") for key, item in value.items()]
+            return all(stored)
         *parents, leaf = target.split(".")
+        taken = self._taken(target)
+        if taken is not None:
+            current = self.get(taken)
+            if taken != target or not same_value(target, current, value):
+                self.warn(path, f"{taken} is already {current!r} from {self.origin[taken]}; {value!r} ignored")
+            return False
         node = self.out
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
         self.origin[target] = path
         return True
+
+    def _taken(self, target: str) -> str | None:
+        """The field already set at, above or below ``target`` (``training`` blocks ``training.epochs``)."""
+        parts = target.split(".")
+        for i in range(1, len(parts) + 1):
+            if ".".join(parts[:i]) in self.origin:
+                return ".".join(parts[:i])
+        return next((field for field in self.origin if field.startswith(f"{target}.")), None)
 
     def default(self, target: str, value: Any, path: str) -> None:
         """Set ``target`` only when no key has: a side effect, such as a gate's matching constraint."""
@@ -133,6 +149,13 @@ def as_mapping(tr: Translation, value: Any, path: str) -> dict[str, Any] | None:
         return value
     tr.warn(path, f"expected a mapping, got {type(value).__name__} {value!r}; ignored")
     return None
+
+
+def as_list(value: Any) -> list[Any]:
+    """``[a, b]`` as is, ``None`` as ``[]``, a single value as ``[value]``: legacy lists are often written bare."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def item_name(item: Any) -> str:

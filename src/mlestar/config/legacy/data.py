@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 from typing import Any
 
-from mlestar.config.legacy.common import (Handler, Translation, as_mapping, item_name, norm, number, to, walk,
-                                         warn_with)
+from mlestar.config.legacy.common import (Handler, Translation, as_list, as_mapping, item_name, norm, number, to,
+                                         walk, warn_with)
 from mlestar.config.schema import DataConfig
 from mlestar.errors import ConfigError
 
@@ -92,7 +92,7 @@ def _image_size(tr: Translation, value: Any, path: str) -> None:
     if not isinstance(value, (list, tuple)):
         tr.put("data.image_size", value, path)
         return
-    dims = [int(v) for v in value if number(v) is not None]
+    dims = [int(n) for n in (number(v) for v in value) if n is not None]
     if len(dims) == 3 and dims[0] in (1, 3) and dims[1] == dims[2] and dims[2] not in (1, 3):
         dims = [dims[1], dims[2], dims[0]]  # CHW -> HWC
     if len(dims) < 2 or dims[0] != dims[1]:
@@ -142,9 +142,9 @@ def _augmentation_sections(tr: Translation, value: dict[str, Any], path: str) ->
     for key, item in value.items():
         sub = f"{path}.{key}"
         if key in ("train", "techniques", "transforms"):
-            _augmentation_list(tr, item or [], sub)
+            _augmentation_list(tr, as_list(item), sub)
         elif key in ("validation", "val", "test", "eval", "inference"):
-            if any(norm(item_name(t)) not in _NO_OPS for t in (item or [])):
+            if any(norm(item_name(t)) not in _NO_OPS for t in as_list(item)):
                 tr.warn(sub, "mlestar never augments validation or test images (test-time augmentation: "
                              "evaluation.tta)")
         elif key == "enabled":

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlestar.config.catalog import REMEDIES, normalize_metric, normalize_stage
-from mlestar.config.legacy.common import (Handler, Translation, as_mapping, item_name, norm, to, walk,
+from mlestar.config.legacy.common import (Handler, Translation, as_list, as_mapping, item_name, norm, to, walk,
                                           warn_with)
 from mlestar.config.schema import DeploymentConfig, EvaluationConfig
 from mlestar.errors import ConfigError
@@ -87,7 +87,7 @@ def translate_workflow(tr: Translation, value: Any, path: str) -> None:
     for key, item in section.items():
         if key != "stages":
             tr.warn(f"{path}.{key}", "descriptive only; the runner fixes the order, caching and loop-backs")
-    for stage_id, body in (section.get("stages") or {}).items():
+    for stage_id, body in (as_mapping(tr, section.get("stages") or {}, f"{path}.stages") or {}).items():
         try:
             name = normalize_stage(stage_id)
         except ValueError as exc:
@@ -121,14 +121,17 @@ def translate_quality_gates(tr: Translation, value: Any, path: str) -> None:
         except ValueError as exc:
             tr.warn(f"{path}.{stage_key}", f"{exc}; ignored")
             continue
-        for key, threshold in (checks or {}).items():
+        for key, threshold in (as_mapping(tr, checks or {}, f"{path}.{stage_key}") or {}).items():
             _one_gate(tr, f"{path}.{stage_key}.{key}", stage, str(key), threshold)
 
 
 def _one_gate(tr: Translation, path: str, stage: str, key: str, threshold: Any) -> None:
     mapping = _GATE_KEYS.get(key)
-    if mapping is None or isinstance(threshold, (bool, dict, list)):
+    if mapping is None:
         tr.warn(path, "no such gate in mlestar; ignored")
+        return
+    if isinstance(threshold, (bool, dict, list)) or threshold is None:
+        tr.warn(path, f"a gate takes one threshold, not {threshold!r}; ignored")
         return
     metric, op, constraint = mapping
     tr.out.setdefault("gates", []).append({"name": key, "metric": metric, "op": op, "threshold": threshold})
@@ -146,8 +149,10 @@ def translate_targets(tr: Translation, value: Any, path: str) -> None:
 
 def _one_target(tr: Translation, path: str, key: str, target: Any) -> None:
     mapping = _TARGET_KEYS.get(key)
-    if mapping is None or isinstance(target, (dict, list)):
+    if mapping is None:
         tr.warn(path, "no such target in mlestar; ignored")
+    elif isinstance(target, (dict, list, bool)) or target is None:
+        tr.warn(path, f"a target takes one value, not {target!r}; ignored")
     elif mapping[0] == "target":
         tr.put(f"task.targets.{mapping[1]}", target, path)
     else:
@@ -185,7 +190,7 @@ def _eval_metrics(tr: Translation, value: Any, path: str) -> None:
 
 def _primary(tr: Translation, value: Any, path: str) -> None:
     """The first metric mlestar produces becomes ``task.primary_metric``; any further one is warned."""
-    for item in value if isinstance(value, list) else [value]:
+    for item in as_list(value):
         name = item_name(item)
         try:
             metric = normalize_metric(name)
@@ -198,7 +203,7 @@ def _primary(tr: Translation, value: Any, path: str) -> None:
 def _secondary(tr: Translation, value: Any, path: str) -> None:
     """Secondary metrics mlestar produces -> ``task.secondary_metrics``; others are named one by one."""
     metrics = []
-    for item in value if isinstance(value, list) else [value]:
+    for item in as_list(value):
         name = item_name(item)
         try:
             metrics.append(normalize_metric(name))
@@ -214,7 +219,7 @@ def translate_error_handling(tr: Translation, value: Any, path: str) -> None:
         (path, value)]
     chosen: list[str] = []
     for where, items in entries:
-        for item in items if isinstance(items, list) else [items]:
+        for item in as_list(items):
             name = item_name(item)
             remedy = _REMEDY_ALIASES.get(name, name)
             if remedy in REMEDIES:
@@ -258,7 +263,7 @@ def _model_format(tr: Translation, value: Any, path: str) -> None:
 
 def _optimization(tr: Translation, value: Any, path: str) -> None:
     """``[{quantization: false}, {onnx_export: true}, ...]``: ONNX export maps; switched-off items are honoured."""
-    items = value if isinstance(value, list) else [value]
+    items = as_list(value)
     for item in items:
         name = item_name(item)
         enabled = item.get(name) if isinstance(item, dict) else True

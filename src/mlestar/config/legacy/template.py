@@ -101,7 +101,7 @@ def _param_spec(tr: Translation, name: str, raw: Any, path: str) -> dict[str, An
                       "{type, low, high, log} / {type: categorical, choices}")
         return None
     try:
-        check_param(name, ParamSpec(**spec))
+        check_param(name, ParamSpec.model_validate(spec))
     except (ValueError, ValidationError) as exc:
         tr.warn(path, f"{_first_error(exc)}; left out of the search")
         return None
