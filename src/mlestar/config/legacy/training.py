@@ -51,7 +51,7 @@ _TRAINING_WHY = {
     "gradient_accumulation": "mlestar has no gradient accumulation; lower training.batch_size instead",
     "gradient_checkpointing": "mlestar has no activation checkpointing",
     "num_gpus": "one device per process; use training.processes for data-parallel training",
-    "benchmark": "mlestar sets cuDNN autotuning from `deterministic`",
+    "benchmark": "mlestar decides cuDNN autotuning itself (see `deterministic`)",
     "cross_validation": "mlestar validates on one stratified split (data.val_fraction)",
     "hyperparameter_tuning": "the search is the top-level hyperparameter_tuning (mlestar: refinement) section",
     "model_selection": "stage 6 selects by validation accuracy",
@@ -184,6 +184,8 @@ def _schedule_option(tr: Translation, chosen: str | None, raw: Any, key: str, it
         tr.warn(path, f"mlestar's cosine decays to 0, not to {item!r}")
     elif chosen == "onecycle" and key in ("pct_start", "warmup_ratio", "warmup_steps", "warmup", "warmup_fraction"):
         tr.warn(path, f"mlestar's onecycle warms up over {ONECYCLE_WARMUP:.0%} of the steps, not {item!r}")
+    elif norm(raw) in _SCHEDULES:
+        tr.warn(path, f"mlestar's {chosen} schedule has no {key} setting; ignored")
     else:
         tr.warn(path, f"{key} belongs to {raw!r}, which mlestar replaces by its {chosen or 'default'} schedule; "
                       "ignored")
@@ -296,7 +298,7 @@ def translate_model(tr: Translation, value: Any, path: str) -> None:
 
 
 def _model_key(tr: Translation, key: str, item: Any, path: str) -> None:
-    if key in ("width",):
+    if key == "width":
         tr.put("training.width", item, path)
     else:
         tr.warn(path, _MODEL_WHY.get(key, "descriptive only; ignored"))
