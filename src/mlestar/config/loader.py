@@ -72,7 +72,7 @@ def load_config(path: Path | str) -> LoadedConfig:
     raw = _read_yaml(path)
     warnings: list[str] = []
     if is_legacy(raw):
-        raw, warnings = translate_legacy(raw)
+        raw, warnings = translate_legacy(raw, source=str(path))
     config = build_config(raw, source=str(path))
     return LoadedConfig(config=config, path=path, warnings=warnings)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -120,7 +120,7 @@ class GateConfig(Section):
 
 
 # Names training accepts; the config, the typed plan and the search space share them.
-OptimizerName = Literal["sgd", "adamw"]
+OptimizerName = Literal["sgd", "adam", "adamw"]
 ScheduleName = Literal["onecycle", "triangular", "cosine", "constant"]
 AugmentationName = Literal["none", "flip", "translate", "flip_translate"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
@@ -218,7 +218,7 @@ TUNABLE: dict[str, Tunable] = {
     "epochs": Tunable("int", 1, 1000),
     "translate_pad": Tunable("int", 0, 8),
     "lookahead_every": Tunable("int", 0, 1000),
-    "optimizer": Tunable("categorical", choices=("sgd", "adamw")),
+    "optimizer": Tunable("categorical", choices=get_args(OptimizerName)),
     "augmentation": Tunable("categorical", choices=("none", "flip", "translate", "flip_translate")),
     "schedule": Tunable("categorical", choices=("onecycle", "triangular", "cosine", "constant")),
     "class_weighting": Tunable("categorical", choices=("none", "balanced")),

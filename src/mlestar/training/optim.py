@@ -11,12 +11,14 @@ bias, at the weights' rate, which trains only for the first
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, get_args
 
 import numpy as np
 import torch
 from torch import nn
 
+from mlestar.config.schema import OptimizerName
+from mlestar.errors import TrainingError
 from mlestar.training.spec import TrainSpec
 
 
@@ -39,13 +41,28 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
-    """Nesterov SGD (or AdamW) over :func:`param_groups`, each at its scaled learning rate."""
+    """The optimizer ``spec.optimizer`` names over :func:`param_groups`, each at its scaled learning rate.
+
+    sgd: Nesterov SGD (plain SGD at momentum 0), coupled L2 decay. adam:
+    torch's Adam, whose ``weight_decay`` is coupled L2 (added to the gradient,
+    so it is rescaled by the adaptive step), as configs written for
+    ``torch.optim.Adam`` expect. adamw: decoupled decay (shrinks the weights
+    by ``lr * weight_decay`` per step). Each group carries its own decay.
+
+    Raises:
+        TrainingError: ``spec.optimizer`` is none of these (a plan edited by hand).
+    """
     groups = param_groups(model, spec)
     for group in groups:
         group["lr"] = spec.learning_rate * group["lr_scale"]
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=spec.momentum, nesterov=spec.momentum > 0)
+    if spec.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=spec.learning_rate)
     if spec.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=spec.learning_rate)
-    return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=spec.momentum, nesterov=spec.momentum > 0)
+    raise TrainingError(f"unknown optimizer {spec.optimizer!r} in the training spec",
+                        hint=f"use one of {', '.join(get_args(OptimizerName))} (training.optimizer)")
 
 
 def schedule_factor(spec: TrainSpec, total_steps: int) -> Callable[[int], float]:

@@ -12,7 +12,7 @@ class TrainSpec:
 
     epochs: int = 8                 # passes over the training split
     batch_size: int = 64            # images per step
-    optimizer: str = "sgd"          # sgd (Nesterov) or adamw
+    optimizer: str = "sgd"          # sgd (Nesterov), adam (coupled L2 decay) or adamw (decoupled decay)
     learning_rate: float = 0.05     # peak learning rate
     momentum: float = 0.9
     weight_decay: float = 5e-4      # L2 on conv/linear weights, not on BN or biases
