@@ -69,3 +69,12 @@ def run_child(runs_dir: Path, *, cache_dir: Path, resume: str | None = None, kil
         proc.join()
         raise AssertionError(f"the child did not finish in {timeout} s (kill_at={kill_at!r})")
     return int(proc.exitcode)
+
+
+def run_quietly(runs_dir: str, spec: str) -> None:
+    """A forkserver child's target: run the fault workflow with ``spec`` armed (for ``Process``)."""
+    from mlestar.config import LoadedConfig, build_config
+    from mlestar.workflow.runner import RunOptions, run_workflow
+
+    faults.configure(spec)
+    run_workflow(LoadedConfig(config=build_config(FAULT_RUN)), RunOptions(runs_dir=Path(runs_dir)))

@@ -18,6 +18,7 @@ from typing import Any
 
 from mlestar.errors import AuditError, from_os_error
 from mlestar.utils import faults
+from mlestar.utils.signals import deferred_signals
 from mlestar.utils.io import sha256_json
 
 GENESIS = "0" * 64
@@ -65,17 +66,18 @@ class AuditTrail:
         line = json.dumps(record, sort_keys=True, default=str) + "\n"
         label = f"audit:{event}:{stage or '-'}"
         faults.point(f"{label}:before", self.path)
-        try:
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(line)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except OSError as exc:
-            self._cut_partial_tail()  # a half-written line (disk full) must not stay as a broken record
-            raise from_os_error(exc, f"cannot append to the audit trail {self.path}") from None
+        with deferred_signals():  # the line and the count that says it is there change together
+            try:
+                with open(self.path, "a", encoding="utf-8") as fh:
+                    fh.write(line)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                self._cut_partial_tail()  # a half-written line (disk full) must not stay as a broken record
+                raise from_os_error(exc, f"cannot append to the audit trail {self.path}") from None
+            self.count += 1
+            self.head = record["hash"]
         faults.point(f"{label}:after", self.path)
-        self.count += 1
-        self.head = record["hash"]
         return record
 
 

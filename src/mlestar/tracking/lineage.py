@@ -89,6 +89,10 @@ class LineageDB:
         with self._connect("open") as conn:
             conn.executescript(_SCHEMA)
             _migrate(conn)
+            # write once now (the same value back): a read-only or locked database fails here,
+            # before any run folder exists, not halfway through a run
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute(f"PRAGMA user_version = {int(version)}")
 
     @contextmanager
     def _connect(self, op: str, stage: str | None = None) -> Iterator[sqlite3.Connection]:
@@ -197,12 +201,11 @@ class LineageDB:
                              (now, "the process running it stopped before the run recorded its end", record.id))
         return len(records)
 
-    def running_stages(self, run_id: str) -> list[StageRunRecord]:
-        """The run's executions recorded as 'running'."""
-        with self._read() as conn:
-            rows = conn.execute("SELECT * FROM stage_runs WHERE run_id=? AND status='running' ORDER BY id",
-                                (run_id,)).fetchall()
-        return [_stage_record(row) for row in rows]
+    def close_running(self, run_id: str, status: str, reason: str) -> None:
+        """End the run's executions still 'running' with ``status`` (the run stopped on an error or Ctrl-C)."""
+        with self._connect("close_running") as conn:
+            conn.execute("UPDATE stage_runs SET status=?, ended_at=?, reason=? WHERE run_id=? AND status='running'",
+                         (status, time.time(), reason, run_id))
 
     def find_cached(self, fingerprint: str, exclude_run: str | None = None) -> list[StageRunRecord]:
         """Passed executions with this fingerprint, newest first."""

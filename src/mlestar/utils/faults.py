@@ -7,6 +7,9 @@ workflow survives a fault exactly there, as SQLite's and FoundationDB's test
 harnesses do:
 
 - ``kill``: ``SIGKILL`` this process (a power cut, an OOM kill);
+- ``stop``: ``SIGSTOP`` this process, so a test can act on a run frozen at a
+  known point (send it ``SIGTERM``, look at it while it is alive), then ``SIGCONT``;
+- ``interrupt``: raise ``KeyboardInterrupt`` (Ctrl-C) right there;
 - an errno name (``ENOSPC``, ``EACCES``, ``EROFS``): raise that ``OSError``.
 
 Arming is by environment (``MLESTAR_FAULTS="kill@audit:stage_passed:implementation:after"``,
@@ -34,6 +37,7 @@ RECORD_ENV = "MLESTAR_FAULTS_RECORD"
 _armed: dict[str, tuple[str, int]] = {}  # label -> (action, occurrence that fires)
 _seen: dict[str, int] = {}
 _loaded = False
+_SIGNALS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 _STAGE_FOLDER = re.compile(r"^\d\d_[a-z_]+$")
 
 
@@ -43,8 +47,9 @@ def _parse(spec: str) -> dict[str, tuple[str, int]]:
     for item in filter(None, (part.strip() for part in spec.split(","))):
         action, _, label = item.partition("@")
         label, _, nth = label.partition("#")
-        if action != "kill" and not hasattr(errno, action):
-            raise ValueError(f"{ENV}: unknown fault action {action!r}; use kill or an errno name like ENOSPC")
+        if action not in _SIGNALS and action != "interrupt" and not hasattr(errno, action):
+            raise ValueError(f"{ENV}: unknown fault action {action!r}; use kill, stop, interrupt or an errno "
+                             "name like ENOSPC")
         out[label] = (action, int(nth or 1))
     return out
 
@@ -90,8 +95,11 @@ def point(label: str, path: Path | str | None = None) -> None:
     action, occurrence = _armed.get(label, ("", 0))
     if count != occurrence:
         return
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
+    if action in _SIGNALS:
+        os.kill(os.getpid(), _SIGNALS[action])
+        return  # after SIGCONT, a stopped process carries on
+    if action == "interrupt":
+        raise KeyboardInterrupt(f"fault point {label}")
     code = getattr(errno, action)
     raise OSError(code, os.strerror(code), str(path) if path is not None else None)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,7 @@ class Runner:
     def _create_new(self, loaded: LoadedConfig) -> None:
         self.config = loaded.config
         self.runs_dir = Path(self.options.runs_dir or self.config.project.runs_dir)
+        _check_writable(self.runs_dir)
         self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)  # before any folder: a bad database leaves none
         self.run_id = new_run_id(self.config.project.name)
         self.run_dir = self.runs_dir / self.run_id
@@ -276,6 +278,7 @@ class Runner:
         resume = f"mlestar run --resume {self.run_id}" + (f" --runs-dir {self.runs_dir}"
                                                            if str(self.runs_dir) != "runs" else "")
         try:
+            self.lineage.close_running(self.run_id, "interrupted" if status == "interrupted" else "failed", message)
             self.audit.append(f"run_{status}", message=message, resume=resume)
             self.state.finish(status, failure={"message": message})
             self._sync_run()
@@ -376,23 +379,10 @@ class Runner:
         self.report(f"[{stage_folder(stage.name)}] {stage.title}" + (" (resumed)" if resuming else ""))
         seed_everything(self.config.seed, torch=stage.uses_torch)
         inputs = [resolve_ref(self.run_dir, ref) for ref in stage.inputs]
-        try:
-            with confined(stage.name, self.run_dir, out_dir, inputs, appendable=[self.audit.path]):
-                result = stage.run(ctx)
-            self._check_outputs(stage, out_dir, result)
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            self._close_failed(stage, stage_run_id, status, exc)
-            raise
+        with confined(stage.name, self.run_dir, out_dir, inputs, appendable=[self.audit.path]):
+            result = stage.run(ctx)
+        self._check_outputs(stage, out_dir, result)
         self._record_success(stage, stage_run_id, ctx, result, started, kept)
-
-    def _close_failed(self, stage: Stage, stage_run_id: int, status: str, exc: BaseException) -> None:
-        """Close the execution in the lineage; a database that fails too must not hide ``exc``."""
-        try:
-            self.lineage.complete_stage(stage_run_id, stage=stage.name, status=status, metrics={},
-                                        reason=str(exc) or type(exc).__name__)
-        except MlestarError as db_error:
-            self.report(f"could not record the stage's end in the lineage: {db_error.message}")
 
     def _context(self, stage: Stage, out_dir: Path, attempt: int, resuming: bool) -> StageContext:
         return StageContext(config=self.config, run_id=self.run_id, run_dir=self.run_dir, out_dir=out_dir,
@@ -517,6 +507,21 @@ def _archive(out_dir: Path, run_dir: Path, attempt: int) -> None:
         os.replace(out_dir, target)
     elif out_dir.exists():
         out_dir.rmdir()
+
+
+def _check_writable(runs_dir: Path) -> None:
+    """Create and remove a file in ``runs_dir``: a read-only, full or forbidden folder fails here, first.
+
+    Raises:
+        ResourceError: naming the folder and the real cause (permission, read-only file system, full disk).
+    """
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=runs_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise from_os_error(exc, f"cannot write to the runs folder {runs_dir}") from None
 
 
 def _sweep_abandoned(runs_dir: Path) -> None:
