@@ -19,18 +19,9 @@ from mlestar.tuning.storage import open_storage, redact, resolve_storage
 from mlestar.tuning.study import (
     close_study, count_trials, join_study, mark_failed, open_study, reap_stale_trials, run_trials,
 )
-from tune_helpers import unique_study
+from tune_helpers import SPACE, fake_job, unique_study
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-
-SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
-
-
-def fake_job(storage: str, study: str, *, target: int = 3, space: dict | None = None, **extra: Any) -> TuneJob:
-    return TuneJob(study=study, storage=storage, plan={"epochs": 1, "learning_rate": 0.05}, space=space or SPACE,
-                   target_trials=target, seed=0, data={}, preprocessing={}, split_hashes={"train": "a", "val": "b"},
-                   **extra)
-
 
 def quick(trial: Any) -> float:
     """A trial without training: records its worker like the real objective, scores the drawn rate."""
