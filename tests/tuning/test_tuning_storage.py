@@ -63,6 +63,27 @@ def test_endless_collisions_end_in_a_race_message_without_the_connection_hint(
     assert "alembic_version.version_num" in info.value.message and CONNECTION_HINT not in (info.value.hint or "")
 
 
+def test_a_sqlite_lock_is_reported_as_a_lock_and_retried_only_while_quick(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_backoff: None) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    calls: list[str] = []
+
+    def locked(storage: str, heartbeat: float | None) -> Any:
+        calls.append(storage)
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(storage_module, "_rdb", locked)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    with pytest.raises(TuningError, match="stayed locked by another process") as info:
+        open_storage(url)
+    assert len(calls) == SCHEMA_ATTEMPTS and CONNECTION_HINT not in (info.value.hint or "")
+    monkeypatch.setattr(storage_module, "LOCK_TIMEOUT", 0.0)  # as if SQLite had waited out its busy timeout
+    with pytest.raises(TuningError, match="stayed locked"):
+        open_storage(url)
+    assert len(calls) == SCHEMA_ATTEMPTS + 1  # no retry after a long wait: it would only wait again
+
+
 def test_only_collision_errors_count_as_races() -> None:
     from optuna.exceptions import StorageInternalError
     from sqlalchemy.exc import OperationalError, ProgrammingError
@@ -95,6 +116,13 @@ def test_a_file_that_is_not_a_database_is_named(tmp_path: Path) -> None:
 def test_a_missing_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(TuningError, match="folder .*missing of the study storage .* does not exist"):
         open_storage(f"sqlite:///{tmp_path / 'missing' / 'study.db'}")
+
+
+def test_a_database_that_refuses_tables_is_not_a_connection_problem(fresh_postgres: Any) -> None:
+    url = fresh_postgres(0, default_transaction_read_only="on")  # as a read-only replica or a user without rights
+    with pytest.raises(TuningError, match="cannot create or read the tables of the study storage .*read-only") as info:
+        open_storage(url)
+    assert "right to create" in (info.value.hint or "") and CONNECTION_HINT not in (info.value.hint or "")
 
 
 @pytest.fixture

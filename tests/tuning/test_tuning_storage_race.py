@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import optuna
 import pytest
@@ -62,29 +61,6 @@ def fresh_sqlite(tmp_path: Path) -> Callable[[int], str]:
 
 def fresh_journal(tmp_path: Path) -> Callable[[int], str]:
     return lambda n: str(tmp_path / f"race{n}.journal")
-
-
-@pytest.fixture
-def fresh_postgres(postgres_url: str) -> Iterator[Callable[[int], str]]:
-    """Storages in new, empty schemas of the test database (dropped afterwards): Optuna has made no tables there."""
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    schemas: list[str] = []
-
-    def fresh(n: int) -> str:
-        schemas.append(f"race_{uuid.uuid4().hex[:12]}")
-        with admin.connect() as connection:
-            connection.exec_driver_sql(f"CREATE SCHEMA {schemas[-1]}")
-        url = make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schemas[-1]}"})
-        return url.render_as_string(hide_password=False)
-
-    yield fresh
-    with admin.connect() as connection:
-        for schema in schemas:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
 
 
 def reader(storage: str) -> Any:

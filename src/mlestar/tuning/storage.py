@@ -72,7 +72,7 @@ PG_LOCK_KEY = 0x6D6C6573746172  # "mlestar": the advisory lock key every mlestar
 _THREAD = threading.local()  # .held: the storages whose server lock this thread holds
 # what a collision with another process creating the same tables raises (SQLite, PostgreSQL, MySQL)
 RACE_MARKS = ("already exists", "duplicate key", "unique constraint", "database is locked", "deadlock detected",
-              "duplicate entry")
+              "concurrently updated", "duplicate entry")
 
 
 def open_storage(storage: str, *, heartbeat: float | None = None) -> Any:
@@ -150,9 +150,9 @@ def _file_lock(path: Path, storage: str) -> Iterator[None]:
                           hint="create the folder, or give --storage a file in an existing folder")
     # singleton: one lock object per file in this process, so taking it again nests instead of waiting on itself;
     # a waiter looks every 10 ms (the holder needs a few hundred at most, so handovers stay quick)
-    lock = FileLock(str(path), timeout=LOCK_TIMEOUT, is_singleton=True, poll_interval=0.01)
+    lock = FileLock(str(path), is_singleton=True)
     try:
-        lock.acquire()
+        lock.acquire(timeout=LOCK_TIMEOUT, poll_interval=0.01)
     except Timeout:
         raise _lock_timeout(storage, f"the lock file {path}") from None
     except OSError as exc:
@@ -199,7 +199,12 @@ def _advisory_lock(connection: Any, storage: str) -> None:
 
 
 def _database(storage: str, heartbeat: float | None) -> Any:
-    """Optuna's RDBStorage, retried while another process is creating the same tables."""
+    """Optuna's RDBStorage, retried while another process is creating the same tables.
+
+    A collision fails at once, so it is retried (at most SCHEMA_ATTEMPTS opens
+    in all); a lock that SQLite waited on for its whole busy timeout is not.
+    """
+    started = time.monotonic()
     for attempt in range(1, SCHEMA_ATTEMPTS + 1):
         try:
             return _rdb(storage, heartbeat)
@@ -207,10 +212,10 @@ def _database(storage: str, heartbeat: float | None) -> Any:
             error = _open_error(storage, exc)
             if error is None:  # not a storage problem: a bug, keep its traceback
                 raise
-            if attempt == SCHEMA_ATTEMPTS or not is_creation_race(exc):
+            if attempt == SCHEMA_ATTEMPTS or not is_creation_race(exc) or time.monotonic() - started > LOCK_TIMEOUT:
                 raise error from None
             time.sleep(random.uniform(0.05, 0.2) * attempt)  # spread the colliding processes apart
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _rdb(storage: str, heartbeat: float | None) -> Any:
@@ -245,6 +250,8 @@ def _open_error(storage: str, exc: BaseException) -> TuningError | None:
                                 "new database")
     if not isinstance(exc, (SQLAlchemyError, StorageInternalError)):
         return None
+    if getattr(_cause(exc), "connection_invalidated", False):  # SQLAlchemy's dialect saw the connection drop
+        return _unreachable(storage, exc)
     if "database is locked" in reason:
         return TuningError(f"the SQLite file of the study storage {name} stayed locked by another process",
                            hint="SQLite lets one process write at a time and a stuck one may hold it (fuser FILE "
