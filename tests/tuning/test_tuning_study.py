@@ -14,9 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 from mlestar.errors import TuningError
+from mlestar.tuning import study as study_module
 from mlestar.tuning.job import TuneJob
 from mlestar.tuning.objective import worker_identity
-from mlestar.tuning import study as study_module
 from mlestar.tuning.storage import open_storage, redact, resolve_storage
 from mlestar.tuning.study import (
     close_study, count_trials, join_study, mark_failed, open_study, reap_stale_trials, run_trials,
