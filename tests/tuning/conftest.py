@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
 
@@ -32,6 +33,30 @@ def postgres_url() -> Iterator[str]:
     yield server.url
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def fresh_postgres(postgres_url: str) -> Iterator[Callable[..., str]]:
+    """``fresh(n, **settings)``: the URL of a new, empty schema of the test database (dropped afterwards), with
+    PostgreSQL ``settings`` for its sessions. Optuna has made no tables there."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    admin = sqlalchemy.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    schemas: list[str] = []
+
+    def fresh(n: int, **settings: str) -> str:
+        schemas.append(f"fresh_{n}_{uuid.uuid4().hex[:12]}")
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f"CREATE SCHEMA {schemas[-1]}")
+        options = " ".join(f"-c{key}={value}" for key, value in {"search_path": schemas[-1], **settings}.items())
+        return make_url(postgres_url).update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+    yield fresh
+    with admin.connect() as connection:
+        for schema in schemas:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "journal", "postgres"])

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import optuna
@@ -13,24 +14,16 @@ import pytest
 from optuna.trial import TrialState
 
 from mlestar.errors import TuningError
+from mlestar.tuning import study as study_module
 from mlestar.tuning.job import TuneJob
 from mlestar.tuning.objective import worker_identity
 from mlestar.tuning.storage import open_storage, redact, resolve_storage
 from mlestar.tuning.study import (
     close_study, count_trials, join_study, mark_failed, open_study, reap_stale_trials, run_trials,
 )
-from tune_helpers import unique_study
+from tune_helpers import SPACE, fake_job, unique_study
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
-
-SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
-
-
-def fake_job(storage: str, study: str, *, target: int = 3, space: dict | None = None, **extra: Any) -> TuneJob:
-    return TuneJob(study=study, storage=storage, plan={"epochs": 1, "learning_rate": 0.05}, space=space or SPACE,
-                   target_trials=target, seed=0, data={}, preprocessing={}, split_hashes={"train": "a", "val": "b"},
-                   **extra)
-
 
 def quick(trial: Any) -> float:
     """A trial without training: records its worker like the real objective, scores the drawn rate."""
@@ -96,16 +89,19 @@ def test_trial_of_a_dead_worker_is_failed_and_replaced(storage_url: str) -> None
     assert "is gone" in failed[0].user_attrs["failed_because"]
 
 
-def test_deadline_and_closing_stop_new_trials(tmp_path: Path) -> None:
-    def slow(trial: Any) -> float:
-        time.sleep(0.3)
+def test_deadline_and_closing_stop_new_trials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]  # the study's clock: each trial takes 10 s of it, whatever this machine's speed
+    monkeypatch.setattr(study_module, "time", SimpleNamespace(time=lambda: clock[0], sleep=time.sleep))
+
+    def ten_seconds(trial: Any) -> float:
+        clock[0] += 10.0
         return quick(trial)
 
     opened = open_study(fake_job(f"sqlite:///{tmp_path / 'd.db'}", "timed", target=50))
-    counts = run_trials(opened, slow, deadline=time.time() + 1.0)
-    assert 1 <= counts.complete < 10  # a trial running at the deadline finishes; no new one starts
+    counts = run_trials(opened, ten_seconds, deadline=1025.0)
+    assert counts.complete == 3  # started at 1000, 1010 and 1020; the third ran past the deadline and finished
     close_study(opened)
-    assert run_trials(opened, slow) == count_trials(opened.study)  # closed by its owner: nothing more runs
+    assert run_trials(opened, ten_seconds, deadline=2000.0) == counts  # closed by its owner: nothing more runs
 
 
 def test_live_workers_trials_are_left_running(tmp_path: Path) -> None:
@@ -124,8 +120,11 @@ def test_heartbeat_fails_a_silent_trial_from_another_machine(kind: str, tmp_path
     opened = open_study(fake_job(url, unique_study("hb"), target=1, heartbeat=1.0))
     trial = opened.study.ask()
     trial.set_user_attr("worker", {"host": "another-machine", "pid": 1, "started": 0.0})
+    beat = time.monotonic()
     opened.storage.record_heartbeat(trial._trial_id)  # as its worker's heartbeat thread did, then died
-    assert reap_stale_trials(opened) == []  # within the grace period (3 heartbeats)
+    early = reap_stale_trials(opened)
+    # within the grace period (3 heartbeats; SQLite's whole seconds may take up to one off) it stays running
+    assert early == [] or time.monotonic() - beat >= 2.0
     time.sleep(4.2)  # SQLite keeps whole seconds: 4.2 s is surely more than 3 there too
     reap_stale_trials(opened)
     assert opened.study.get_trials()[trial.number].state == TrialState.FAIL

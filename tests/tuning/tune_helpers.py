@@ -1,4 +1,4 @@
-"""Helpers the tuning tests share: unique study names, tune configs, ``python -m mlestar`` runs."""
+"""Helpers the tuning tests share: unique study names, jobs without data, tune configs, ``python -m mlestar`` runs."""
 
 from __future__ import annotations
 
@@ -11,14 +11,24 @@ from typing import Any
 
 import yaml
 
+from mlestar.tuning.job import TuneJob
 from tiny_workflow import TINY, merge
 
 REPO = Path(__file__).resolve().parents[2]
+SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True}}
 
 
 def unique_study(prefix: str = "t") -> str:
     """A study name no other test uses (the PostgreSQL database is shared)."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def fake_job(storage: str, study: str, *, target: int = 3, space: dict[str, Any] | None = None,
+             **extra: Any) -> TuneJob:
+    """A job that trains nothing (no data): for tests of studies and storages. The plan's 0.05 is in SPACE."""
+    return TuneJob(study=study, storage=storage, plan={"epochs": 1, "learning_rate": 0.05}, space=space or SPACE,
+                   target_trials=target, seed=0, data={}, preprocessing={}, split_hashes={"train": "a", "val": "b"},
+                   **extra)
 
 
 def write_config(folder: Path, runs_dir: Path, **refinement: Any) -> Path:

@@ -30,7 +30,7 @@ import psutil
 from mlestar.errors import TuningError
 from mlestar.tuning.job import TuneJob
 from mlestar.tuning.space import space_from_json
-from mlestar.tuning.storage import GRACE_INTERVALS, is_journal, open_storage, redact
+from mlestar.tuning.storage import GRACE_INTERVALS, creation_lock, is_journal, open_storage, redact
 
 JOB_ATTR = "mlestar_job"
 SIGNATURE_ATTR = "mlestar_signature"
@@ -90,16 +90,22 @@ def open_study(job: TuneJob, *, create: bool = True, worker: bool = False) -> Op
     """The job's study: created (with the job stored in it) when new, else continued.
 
     ``worker`` offsets the sampler's seed by the process id: seeded alike,
-    workers starting together would draw the same parameters.
+    workers starting together would draw the same parameters. Processes
+    opening a new study at the same moment create it once, under
+    :func:`~mlestar.tuning.storage.creation_lock`; the others continue it.
 
     Raises:
         TuningError: the storage is unreachable; the study exists but was made
             for another search (nothing is changed then); or it does not exist
             and ``create`` is False.
     """
+    with creation_lock(job.storage):  # one process creates the study and stores its job; others then find it whole
+        return _open_study(job, open_storage(job.storage, heartbeat=job.heartbeat), create=create, worker=worker)
+
+
+def _open_study(job: TuneJob, storage: Any, *, create: bool, worker: bool) -> OpenStudy:
     import optuna
 
-    storage = open_storage(job.storage, heartbeat=job.heartbeat)
     study_id = _study_id(storage, job.study)
     if study_id is not None:
         check_signature(storage, study_id, job)
