@@ -69,3 +69,84 @@ def test_stages_that_may_not_read_test_get_an_empty_test_split(tmp_path: Path) -
         ctx = runner._context(create_stage(name), tmp_path / name, 1, False)
         assert (len(ctx.dataset().test) > 0) is expect_test, name
         assert len(ctx.dataset().train) > 0
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_outputs_are_exact_paths(name: str) -> None:
+    assert not [out for out in stage_class(name).outputs if set(out) & set("*?[]")], "globs are not expanded"
+
+
+def test_code_fingerprints_follow_what_stages_really_import() -> None:
+    from mlestar.workflow.code import module_closure
+
+    assert {"mlestar.training.recipes", "mlestar.data.analysis"} <= set(module_closure(
+        stage_class("evaluation").__module__))
+    assert {"mlestar.models", "mlestar.training.probe", "mlestar.training.precision",
+            "mlestar.evaluation.efficiency"} <= set(module_closure(stage_class("task_definition").__module__))
+    # the stage registry imports every stage by name; no stage's key covers the others'
+    assert "mlestar.stages.s6_refinement" not in module_closure(stage_class("implementation").__module__)
+
+
+def test_editing_a_module_a_stage_uses_indirectly_reruns_it_and_its_dependents(
+        run_copy: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tiny_workflow import run_tiny
+    from mlestar.workflow import code
+
+    copy = tmp_path / "src" / "mlestar"
+    shutil.copytree(code.PACKAGE_ROOT, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(code, "PACKAGE_ROOT", copy)
+    runs_dir, _ = run_copy
+    # refinement reaches the objective only through tuning.search -> tuning.study -> tuning.objective
+    assert "mlestar.tuning.objective" not in _direct_imports(stage_class("refinement"))
+    with open(copy / "tuning" / "objective.py", "a", encoding="utf-8") as fh:
+        fh.write("\n# an edit\n")
+    state = run_tiny(runs_dir)
+    statuses = {n: state.stage(n)["status"] for n in STAGES}
+    assert statuses == {"situation_analysis": "skipped", "task_definition": "skipped",
+                        "action_planning": "skipped", "implementation": "skipped", "evaluation": "skipped",
+                        "refinement": "passed", "deployment": "passed"}
+
+
+def _direct_imports(cls: type) -> set[str]:
+    import ast
+    import sys
+
+    tree = ast.parse(Path(sys.modules[cls.__module__].__file__ or "").read_text())
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return names | {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+
+
+def test_a_stage_may_only_read_declared_inputs(tmp_path: Path) -> None:
+    from mlestar.errors import StageError
+    from mlestar.workflow.stage import StageContext
+
+    ctx = StageContext(config=None, run_id="r", run_dir=tmp_path, out_dir=tmp_path / "05_evaluation",  # type: ignore[arg-type]
+                       stage="evaluation", attempt=1, resume=False, adjustments=[], audit=None,  # type: ignore[arg-type]
+                       load_dataset=lambda: None, declared=("implementation/model.pt",))
+    with pytest.raises(StageError, match="does not declare"):
+        ctx.input("situation_analysis/analysis.json")
+
+
+@pytest.mark.parametrize("mode,what", [("r", "read"), ("w", "write")])
+def test_opening_an_undeclared_file_of_the_run_fails_the_stage(run_copy: tuple[Path, str], mode: str, what: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_workflow import tiny_config
+
+    from mlestar.errors import StageError
+    from mlestar.workflow.runner import RunOptions, run_workflow
+
+    runs_dir, _ = run_copy
+    cls = stage_class("evaluation")
+    original = cls.run
+
+    def sneaky(self: object, ctx: object) -> object:
+        target = ctx.run_dir / "01_situation_analysis" / "report.md"  # type: ignore[attr-defined]
+        with open(target, mode, encoding="utf-8"):
+            pass
+        return original(self, ctx)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cls, "run", sneaky)
+    with pytest.raises(StageError, match=f"tried to {what} 01_situation_analysis/report.md"):
+        run_workflow(tiny_config(runs_dir), RunOptions(runs_dir=runs_dir, only_stage="evaluation"))

@@ -40,7 +40,8 @@ class _Scope:
     appendable: frozenset[str]  # runner records the context writes for the stage
 
     def check(self, path: str, flags: int) -> None:
-        if not path.startswith(self.run_dir) or path.startswith(self.own) or path in self.appendable:
+        inside_own = path.startswith(self.own) or path == self.own[:-1]  # the folder itself (an fsync)
+        if not path.startswith(self.run_dir) or inside_own or path in self.appendable:
             return
         if path in self.readable and not flags & _WRITE_FLAGS:
             return
