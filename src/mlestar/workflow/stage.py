@@ -186,10 +186,21 @@ def register_stage(cls: type[Stage]) -> type[Stage]:
     return cls
 
 
-def _ensure_loaded() -> None:
-    from mlestar.stages import STAGE_MODULES
+# The modules the registry loads, by name: each registers its stage on import. Named as strings,
+# not imported, so the registry (a lower layer) does not depend on the stages' code.
+STAGE_MODULES = (
+    "mlestar.stages.s1_situation_analysis",
+    "mlestar.stages.s2_task_definition",
+    "mlestar.stages.s3_action_planning",
+    "mlestar.stages.s4_implementation",
+    "mlestar.stages.s5_evaluation",
+    "mlestar.stages.s6_refinement",
+    "mlestar.stages.s7_deployment",
+)
 
-    for module in STAGE_MODULES:  # by name: each registers its stage on import
+
+def _ensure_loaded() -> None:
+    for module in STAGE_MODULES:
         importlib.import_module(module)
 
 
