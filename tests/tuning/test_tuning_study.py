@@ -19,6 +19,7 @@ from mlestar.tuning.storage import open_storage, redact, resolve_storage
 from mlestar.tuning.study import (
     close_study, count_trials, join_study, mark_failed, open_study, reap_stale_trials, run_trials,
 )
+from plan_helpers import sample_plan
 from tune_helpers import unique_study
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")
@@ -27,7 +28,7 @@ SPACE = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": Tru
 
 
 def fake_job(storage: str, study: str, *, target: int = 3, space: dict | None = None, **extra: Any) -> TuneJob:
-    return TuneJob(study=study, storage=storage, plan={"epochs": 1, "learning_rate": 0.05}, space=space or SPACE,
+    return TuneJob(study=study, storage=storage, plan=sample_plan(epochs=1, learning_rate=0.05), space=space or SPACE,
                    target_trials=target, seed=0, data={}, preprocessing={}, split_hashes={"train": "a", "val": "b"},
                    **extra)
 
@@ -54,8 +55,8 @@ def test_a_new_study_measures_the_plan_itself_first(storage_url: str) -> None:
              "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": ["sgd"]}},
              "label_smoothing": {"type": "float", "low": 0.05, "high": 0.3}}
     job = TuneJob(**{**fake_job(storage_url, unique_study(), target=2, space=space).__dict__,
-                     "plan": {"epochs": 1, "learning_rate": 0.05, "optimizer": "sgd", "momentum": 0.9,
-                              "label_smoothing": 0.0}})
+                     "plan": sample_plan(epochs=1, learning_rate=0.05, optimizer="sgd", momentum=0.9,
+                                         label_smoothing=0.0)})
     opened = open_study(job)
     run_trials(opened, quick)
     first = opened.study.trials[0]
@@ -76,7 +77,7 @@ def test_existing_study_with_another_space_is_refused_and_left_untouched(storage
         open_study(fake_job(storage_url, name, space=other))
     assert "left untouched" in info.value.message and "study_name" in (info.value.hint or "")
     with pytest.raises(TuningError, match="different plan"):
-        open_study(TuneJob(**{**fake_job(storage_url, name).__dict__, "plan": {"epochs": 2}}))
+        open_study(TuneJob(**{**fake_job(storage_url, name).__dict__, "plan": sample_plan(epochs=2)}))
     reloaded = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     assert (len(reloaded.trials), dict(reloaded.user_attrs)) == before
 
