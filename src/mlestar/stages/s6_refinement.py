@@ -170,10 +170,7 @@ def _compare(ctx: StageContext, plan: TrainingPlan, outcome: Outcome, data: Any,
 
 
 def write_adopted(ctx: StageContext, plan_doc: PlanDocument, outcome: Outcome) -> None:
-    """``model.pt`` and ``plan.json``: the refined ones when adopted, else stage 4's model and stage 3's plan.
-
-    An adopted plan records the trial as the reason of each setting it changed.
-    """
+    """``model.pt`` and ``plan.json``: the refined ones when adopted, else stage 4's model and stage 3's plan."""
     from mlestar.training import save_model_file
     from mlestar.training.plan import architecture
 
@@ -185,8 +182,12 @@ def write_adopted(ctx: StageContext, plan_doc: PlanDocument, outcome: Outcome) -
     save_model_file(ctx.out_dir / "model.pt", outcome.comparison.refined_model,
                     architecture=architecture(outcome.refined_plan), preprocessing=prep.to_dict(),
                     class_names=list(dataset.class_names))
-    adopted = plan_doc.apply(outcome.refined_changes).model_copy(update={"refined_params": outcome.best_params})
-    adopted.save(ctx.out_dir / "plan.json")
+    adopted_plan(plan_doc, outcome).save(ctx.out_dir / "plan.json")
+
+
+def adopted_plan(plan_doc: PlanDocument, outcome: Outcome) -> PlanDocument:
+    """Stage 3's plan with the adopted trial's changes: each changed setting's reason names the trial."""
+    return plan_doc.apply(outcome.refined_changes).model_copy(update={"refined_params": outcome.best_params})
 
 
 def write_reports(ctx: StageContext, plan: TrainingPlan, outcome: Outcome) -> None:
