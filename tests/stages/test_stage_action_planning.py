@@ -70,3 +70,44 @@ def test_remedies_apply_in_order_and_each_changed_setting_records_its_remedy() -
     md = render_plan(out)
     assert "| epochs | 16 | remedy increase_epochs after gate 'epochs' (undertrained) |" in md
     assert "- increase_epochs (gate epochs): epochs: 8 -> 16" in md
+
+
+def airbench_inputs(flip_safe: bool) -> tuple[dict, dict, dict]:
+    """Stage 1's record and recommendations and stage 2's spec for 16px RGB images, 45,000 to train on."""
+    record = {"image_shape": [16, 16, 3], "class_names": [str(i) for i in range(10)],
+              "splits": {"train": {"size": 45_000}}}
+    recs = {"augmentation": {"choice": "flip_translate" if flip_safe else "translate", "translate_pad": 1,
+                             "flip_safe": flip_safe, "reason": "16px images"},
+            "class_weighting": {"choice": "none", "reason": "balanced"}}
+    spec = {"probe": {"device": "cpu", "precision": "fp32", "reference_flops": 1e6}, "estimated_epoch_time_s": 1.0}
+    return record, recs, spec
+
+
+def test_an_airbench_plan_is_typed_with_its_recipe_fields_and_round_trips() -> None:
+    from mlestar.config import build_config
+    from mlestar.stages.s3_action_planning import base_plan
+
+    plan, probes = base_plan(build_config({}), *airbench_inputs(flip_safe=False))
+    t = plan.training
+    assert (probes, t.model, t.recipe, t.lookahead_every, t.whiten_init) == ({}, "airbench", "airbench", 5, True)
+    assert t.alternating_flip is False and plan.reasons["alternating_flip"] == "stage 1: flips would change the label"
+    assert t.batch_size == 256 and t.learning_rate == pytest.approx(airbench_settings(256)["learning_rate"])
+    doc = PlanDocument(training=t, reasons=plan.reasons, estimate={"params": 1, "training_seconds": 1.0})
+    assert PlanDocument.from_json(doc.to_json()) == doc and doc.to_json()["training"]["bias_lr_scale"] == 64.0
+
+
+def test_a_time_budget_probes_and_fits_epochs_on_the_typed_plan() -> None:
+    from mlestar.config import build_config
+    from mlestar.stages.s3_action_planning import base_plan, fit_constraints
+
+    torch.set_num_threads(1)
+    config = build_config({"constraints": {"max_training_time": "1s"}})
+    record, recs, spec = airbench_inputs(flip_safe=True)
+    plan, probes = base_plan(config, record, recs, spec)
+    assert list(probes) == ["airbench_xs"]  # it misses the epochs that make a net worth it: no larger one probed
+    assert plan.training.model == "airbench_xs" and plan.training.epochs == 1
+    assert plan.reasons["epochs"].startswith("1s budget / ")
+    fitted, params, seconds, notes = fit_constraints(plan, config, record, spec, probes)
+    assert params > 0 and seconds > 1.0 and fitted.training.epochs == 1  # one epoch is the least it can cut to
+    assert notes == ["epochs -> 1 to fit the time budget"]
+    assert fitted.reasons["epochs"].startswith("cut to fit max_training_time 1s")
