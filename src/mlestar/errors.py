@@ -59,6 +59,10 @@ class RunNotFoundError(TrackingError):
     """A run id names no folder under the runs directory."""
 
 
+class PlanError(MlestarError):
+    """A training plan, or a change to it, is invalid: an unknown setting, a value out of range."""
+
+
 class TrainingError(MlestarError):
     """Training cannot start or continue (bad checkpoint, diverged loss)."""
 

@@ -15,6 +15,7 @@ import uvicorn
 from mlestar.config.catalog import STAGE_ORDER, stage_folder
 from mlestar.dashboard import create_app
 from mlestar.dashboard.security import LOOPBACK_NAMES
+from plan_helpers import legacy_plan_json
 
 
 def write_json(path: Path, data: Any) -> Path:
@@ -60,7 +61,7 @@ def running_run(runs_dir: Path, run_id: str, epochs_done: int, planned: int = 6)
     stages = {name: {"status": "pending", "attempts": 0} for name in STAGE_ORDER[4:]}
     stages["implementation"] = {"status": "running", "attempts": 1, "started": time.time()}
     run_dir = synthetic_run(runs_dir, run_id, status="running", created=time.time(), stages=stages, metrics={})
-    write_json(run_dir / stage_folder("action_planning") / "plan.json", {"training": {"epochs": planned}})
+    write_json(run_dir / stage_folder("action_planning") / "plan.json", legacy_plan_json(epochs=planned))
     write_checkpoint(run_dir, epochs_done)
     return run_dir
 

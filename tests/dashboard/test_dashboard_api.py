@@ -188,6 +188,15 @@ def test_live_training_curves_come_from_the_checkpoint(tmp_path: Path) -> None:
     assert client.get("/api/runs").json()["runs"][0]["current_stage"] == "implementation"
 
 
+@pytest.mark.parametrize("plan_text", ['{"training": {"epochs": 6}}', '{"training": ', ""])
+def test_a_plan_that_is_not_valid_gives_no_planned_epochs(tmp_path: Path, plan_text: str) -> None:
+    runs_dir = tmp_path / "runs"
+    run_dir = running_run(runs_dir, "edited", epochs_done=1, planned=6)
+    (run_dir / "03_action_planning" / "plan.json").write_text(plan_text, encoding="utf-8")
+    body = TestClient(create_app(runs_dir)).get("/api/runs/edited/history").json()
+    assert body["planned_epochs"] is None and [r["epoch"] for r in body["rows"]] == [1]
+
+
 def test_a_checkpoint_that_is_not_a_plain_tensor_file_gives_no_curves(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     run_dir = running_run(runs_dir, "odd", epochs_done=1)

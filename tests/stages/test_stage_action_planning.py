@@ -1,15 +1,18 @@
-"""Stage 3's budget rule: which airbench width and how many epochs a time budget buys."""
+"""Stage 3: which airbench width and how many epochs a time budget buys; remedies applied as typed changes."""
 
 import math
 
 import pytest
 import torch
 
-from mlestar.models import create_model
-from mlestar.stages.s3_action_planning import MIN_GOOD_EPOCHS, epochs_in, pick_by_budget
-from mlestar.training.plan import spec_from_plan
+from mlestar.models import model_info
+from mlestar.stages.s3_action_planning import (
+    MIN_GOOD_EPOCHS, ReasonedPlan, apply_adjustments, epochs_in, pick_by_budget, render_plan,
+)
+from mlestar.training.plan import PlanDocument, build_model, spec_from_plan
 from mlestar.training.probe import LOOP_STEPS, loop_throughput
 from mlestar.training.recipes import airbench_settings
+from plan_helpers import sample_document, sample_plan
 
 # images/s of the three widths on the 2-core development CPU (docs/benchmarks.md)
 CPU_PROBES = {"airbench_xs": {"images_per_second": 1130.0}, "airbench_s": {"images_per_second": 430.0},
@@ -35,11 +38,76 @@ def test_too_small_a_budget_falls_back_to_the_smallest_net() -> None:
 
 
 def test_loop_probe_runs_the_recipe_loop_and_leaves_the_model_usable() -> None:
-    torch.manual_seed(0)
-    model = create_model("airbench_xs", num_classes=10, in_channels=3, image_size=16)
-    spec = spec_from_plan({**airbench_settings(32, device="cpu"), "precision": "fp32", "seed": 0})
-    probe = loop_throughput(model, (3, 16, 16), 10, spec, device=torch.device("cpu"), min_seconds=0.2)
+    plan = sample_plan(**airbench_settings(32, device="cpu"), model="airbench_xs", recipe="airbench",
+                       width=model_info("airbench_xs").default_width, image_size=16, in_channels=3)
+    model = build_model(plan)
+    probe = loop_throughput(model, (3, 16, 16), 10, spec_from_plan(plan), device=torch.device("cpu"),
+                            min_seconds=0.2)
     assert math.isfinite(probe["images_per_second"]) and probe["images_per_second"] > 0
     assert probe["steps"] >= 3 * LOOP_STEPS and probe["steps"] % LOOP_STEPS == 0  # warm-up + at least 2 passes
     assert probe["batch_size"] == 32 and probe["method"].startswith("fit's epoch loop")
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
+
+
+def test_remedies_apply_in_order_and_each_changed_setting_records_its_remedy() -> None:
+    doc = sample_document(epochs=4)
+    plan = ReasonedPlan(training=doc.training, reasons=doc.reasons)
+    adjustments = [{"gate": "acc", "remedy": "add_regularization", "diagnosis": "overfitting"},
+                   {"gate": "epochs", "remedy": "increase_epochs", "diagnosis": "undertrained"},
+                   {"gate": "epochs", "remedy": "increase_epochs", "diagnosis": "undertrained"}]
+    new, applied = apply_adjustments(plan, adjustments)
+    assert [line for line, _ in applied] == [
+        "add_regularization (gate acc): weight_decay: 0.0005 -> 0.001, label_smoothing: 0.0 -> 0.1",
+        "increase_epochs (gate epochs): epochs: 4 -> 8", "increase_epochs (gate epochs): epochs: 8 -> 16"]
+    assert (new.training.epochs, new.training.weight_decay, new.training.label_smoothing) == (16, 1e-3, 0.1)
+    # both settings the regularisation changed say so (the display-string parser recorded only the first)
+    assert new.reasons["label_smoothing"] == "remedy add_regularization after gate 'acc' (overfitting)"
+    assert new.reasons["weight_decay"] == new.reasons["label_smoothing"]
+    assert new.reasons["epochs"] == "remedy increase_epochs after gate 'epochs' (undertrained)"
+    assert new.reasons["model"] == doc.reasons["model"] and plan.training.epochs == 4
+    out = PlanDocument(**{**doc.model_dump(), "training": new.training, "reasons": new.reasons,
+                          "adjustments": [line for line, _ in applied]})
+    md = render_plan(out)
+    assert "| epochs | 16 | remedy increase_epochs after gate 'epochs' (undertrained) |" in md
+    assert "- increase_epochs (gate epochs): epochs: 8 -> 16" in md
+
+
+def airbench_inputs(flip_safe: bool) -> tuple[dict, dict, dict]:
+    """Stage 1's record and recommendations and stage 2's spec for 16px RGB images, 45,000 to train on."""
+    record = {"image_shape": [16, 16, 3], "class_names": [str(i) for i in range(10)],
+              "splits": {"train": {"size": 45_000}}}
+    recs = {"augmentation": {"choice": "flip_translate" if flip_safe else "translate", "translate_pad": 1,
+                             "flip_safe": flip_safe, "reason": "16px images"},
+            "class_weighting": {"choice": "none", "reason": "balanced"}}
+    spec = {"probe": {"device": "cpu", "precision": "fp32", "reference_flops": 1e6}, "estimated_epoch_time_s": 1.0}
+    return record, recs, spec
+
+
+def test_an_airbench_plan_is_typed_with_its_recipe_fields_and_round_trips() -> None:
+    from mlestar.config import build_config
+    from mlestar.stages.s3_action_planning import base_plan
+
+    plan, probes = base_plan(build_config({}), *airbench_inputs(flip_safe=False))
+    t = plan.training
+    assert (probes, t.model, t.recipe, t.lookahead_every, t.whiten_init) == ({}, "airbench", "airbench", 5, True)
+    assert t.alternating_flip is False and plan.reasons["alternating_flip"] == "stage 1: flips would change the label"
+    assert t.batch_size == 256 and t.learning_rate == pytest.approx(airbench_settings(256)["learning_rate"])
+    doc = PlanDocument(training=t, reasons=plan.reasons, estimate={"params": 1, "training_seconds": 1.0})
+    assert PlanDocument.from_json(doc.to_json()) == doc and doc.to_json()["training"]["bias_lr_scale"] == 64.0
+
+
+def test_a_time_budget_probes_and_fits_epochs_on_the_typed_plan() -> None:
+    from mlestar.config import build_config
+    from mlestar.stages.s3_action_planning import base_plan, fit_constraints
+
+    torch.set_num_threads(1)
+    config = build_config({"constraints": {"max_training_time": "1s"}})
+    record, recs, spec = airbench_inputs(flip_safe=True)
+    plan, probes = base_plan(config, record, recs, spec)
+    assert list(probes) == ["airbench_xs"]  # it misses the epochs that make a net worth it: no larger one probed
+    assert plan.training.model == "airbench_xs" and plan.training.epochs == 1
+    assert plan.reasons["epochs"].startswith("1s budget / ")
+    fitted, params, seconds, notes = fit_constraints(plan, config, record, spec, probes)
+    assert params > 0 and seconds > 1.0 and fitted.training.epochs == 1  # one epoch is the least it can cut to
+    assert notes == ["epochs -> 1 to fit the time budget"]
+    assert fitted.reasons["epochs"].startswith("cut to fit max_training_time 1s")

@@ -6,9 +6,13 @@ import csv
 import json
 from pathlib import Path
 
+from mlestar.stages.s6_refinement import Outcome, adopted_plan
 from mlestar.tracking.audit import read_records
+from mlestar.tuning.search import SearchResult
+from mlestar.tuning.space import param_changes
 from mlestar.workflow.runner import RunOptions, run_workflow
 from mlestar.workflow.state import RunState
+from plan_helpers import LEGACY_PLAN_JSON, sample_document
 from tiny_workflow import tiny_config
 
 OUT = "06_refinement"
@@ -62,3 +66,19 @@ def test_disabled_refinement_keeps_stage_4_and_still_writes_every_output(run_cop
     assert (run_dir / OUT / "model.pt").read_bytes() == (run_dir / "04_implementation" / "model.pt").read_bytes()
     assert json.loads((run_dir / OUT / "refinement.json").read_text())["adopted"] is False
     assert "No ablation ran" in (run_dir / OUT / "ablation.md").read_text()
+
+
+def test_an_adopted_plan_names_the_trial_as_the_reason_of_each_setting_it_changed() -> None:
+    doc = sample_document()
+    params = {"learning_rate": 0.1, "class_weighting": "balanced"}
+    outcome = Outcome(baseline_val=0.8, adopted=True,
+                      search=SearchResult(best={"number": 3, "study": "s", "params": params}),
+                      refined_changes=param_changes(params, [10, 30], "refinement: best trial 3 of study s"))
+    adopted = adopted_plan(doc, outcome).to_json()
+    assert adopted["refined_params"] == params and adopted["training"]["learning_rate"] == 0.1
+    assert adopted["training"]["class_weights"] == [2.0, 2 / 3]
+    for name in ("learning_rate", "class_weighting", "class_weights"):
+        assert adopted["reasons"][name] == "refinement: best trial 3 of study s"
+    assert adopted["reasons"]["epochs"] == LEGACY_PLAN_JSON["reasons"]["epochs"]
+    assert {k: v for k, v in adopted.items() if k not in ("training", "reasons", "refined_params")} == \
+        {k: v for k, v in LEGACY_PLAN_JSON.items() if k not in ("training", "reasons")}

@@ -37,7 +37,7 @@ def test_the_same_plan_retrained_matches_stage_4_on_every_seed(tiny_run: Path, t
 
 def test_a_small_budget_cuts_the_seeds_but_keeps_one(tmp_path: Path, job_and_data: tuple) -> None:
     job, data = job_and_data
-    result = compare(job.plan, {**job.plan, "learning_rate": 0.1}, 0.5, data, job, seeds=3, budget=1e-6,
+    result = compare(job.plan, job.plan.replace(learning_rate=0.1), 0.5, data, job, seeds=3, budget=1e-6,
                      max_seconds=None, work_dir=tmp_path)
     assert result.seeds == [0] and "1 of 3 seeds" in result.note and result.refined_model is not None
 
@@ -72,7 +72,7 @@ def test_retrain_goes_through_torchrun_when_the_plan_asks_for_processes(tmp_path
                                                                        job_and_data: tuple) -> None:
     job, data = job_and_data
     lines: list[str] = []
-    run = retrain({**job.plan, "processes": 2}, data, job, work_dir=tmp_path / "ddp", max_seconds=None,
+    run = retrain(job.plan.replace(processes=2), data, job, work_dir=tmp_path / "ddp", max_seconds=None,
                   report=lines.append)
     assert 0.1 < run.val_accuracy <= 1.0  # 10 classes: well above chance after 2 epochs
     assert sum(p.numel() for p in run.model.parameters()) > 0

@@ -15,6 +15,7 @@ from mlestar.tuning.report import best_row, trial_rows
 from mlestar.tuning.search import run_phase, search
 from mlestar.tuning.standalone import run_job
 from mlestar.tuning.study import open_study
+from plan_helpers import sample_plan
 from tiny_workflow import TINY, merge
 from tune_helpers import unique_study
 
@@ -53,7 +54,7 @@ def test_infeasible_architectures_are_recorded_and_never_best(tiny_run: Path, tm
 
     job, data, settings = tiny_job(tiny_run, tmp_path, n_trials=3, epochs_per_trial=1, sampler="random",
                                    ablation=False, search_space={"width": {"type": "int", "low": 4, "high": 64}})
-    limit = model_size_bytes(build_model({**job.plan, "width": 16}))
+    limit = model_size_bytes(build_model(job.plan.replace(width=16)))
     job = TuneJob(**{**job.__dict__, "constraints": {"max_model_size": limit, "max_inference_latency": None}})
     opened = open_study(job)
     for width in (8, 64, 12):  # one too large between two that fit
@@ -88,7 +89,7 @@ def test_ablation_switches_off_each_component_that_is_on(tiny_run: Path, tmp_pat
 
 def test_focus_goes_to_the_largest_positive_impact_with_parameters() -> None:
     configured = build_config({}).refinement.search_space
-    plan = {"learning_rate": 0.05, "width": 32, "augmentation": "translate", "flip_safe": False}
+    plan = sample_plan(learning_rate=0.05, width=32, augmentation="translate", flip_safe=False)
     rows = [{"component": "width", "impact": 0.2}, {"component": "label_smoothing", "impact": 0.1},
             {"component": "schedule", "impact": -0.1}]
     component, space = focus_target(rows, plan, configured)
@@ -98,7 +99,9 @@ def test_focus_goes_to_the_largest_positive_impact_with_parameters() -> None:
     assert aug["augmentation"].choices == ["none", "translate"]  # no flips: stage 1 found them label-changing
     ls = focus_space(next(c for c in COMPONENTS if c.name == "label_smoothing"), plan, configured)
     assert ls["label_smoothing"] == configured["label_smoothing"]  # the configured range wins
-    assert not is_on(next(c for c in COMPONENTS if c.name == "width"), {"width": 4})
+    assert not is_on(next(c for c in COMPONENTS if c.name == "width"), plan.replace(width=4))
+    lookahead = next(c for c in COMPONENTS if c.name == "lookahead")
+    assert not is_on(lookahead, plan) and is_on(lookahead, plan.replace(lookahead_every=5))  # unset: off
 
 
 def test_search_spends_the_kept_trials_on_focus_or_the_main_study(tiny_run: Path, tmp_path: Path) -> None:

@@ -7,8 +7,11 @@ import pytest
 
 from mlestar.config import build_config
 from mlestar.config.schema import ParamSpec, RefinementConfig
-from mlestar.errors import ConfigError
-from mlestar.tuning.space import apply_params, draw_order, is_active, space_from_json, space_to_json, suggest_params
+from mlestar.errors import ConfigError, PlanError
+from mlestar.tuning.space import (
+    apply_params, draw_order, is_active, param_changes, space_from_json, space_to_json, suggest_params,
+)
+from plan_helpers import sample_plan
 
 SGD_MOMENTUM = {"optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
                 "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": "sgd"}},
@@ -88,12 +91,22 @@ def test_space_round_trips_through_json() -> None:
 
 
 def test_apply_params_turns_class_weighting_into_weights() -> None:
-    plan = {"learning_rate": 0.05, "class_weighting": "none"}
+    plan = sample_plan(learning_rate=0.05, class_weighting="none")
     balanced = apply_params(plan, {"class_weighting": "balanced"}, [10, 30])
-    assert balanced["class_weights"] == pytest.approx([2.0, 2 / 3])
-    assert "class_weights" not in apply_params(balanced, {"class_weighting": "none"}, [10, 30])
-    assert apply_params(plan, {"learning_rate": 0.1}, [1, 1]) == {"learning_rate": 0.1, "class_weighting": "none"}
-    assert plan == {"learning_rate": 0.05, "class_weighting": "none"}  # the plan itself is not changed
+    assert balanced.class_weighting == "balanced" and balanced.class_weights == pytest.approx((2.0, 2 / 3))
+    assert apply_params(balanced, {"class_weighting": "none"}, [10, 30]).class_weights is None
+    assert apply_params(plan, {"learning_rate": 0.1}, [1, 1]) == plan.replace(learning_rate=0.1)
+    assert (plan.learning_rate, plan.class_weights) == (0.05, None)  # the plan itself is not changed
+
+
+def test_trial_parameters_are_typed_changes_checked_against_the_plan() -> None:
+    changes = param_changes({"learning_rate": 0.1, "class_weighting": "balanced"}, [10, 30], "trial 3")
+    assert [(c.field, c.reason) for c in changes] == [("learning_rate", "trial 3"), ("class_weighting", "trial 3"),
+                                                      ("class_weights", "trial 3")]
+    with pytest.raises(PlanError, match="no setting 'dropout'"):
+        param_changes({"dropout": 0.1}, [1, 1], "trial 4")
+    with pytest.raises(PlanError, match="plan change is not valid: optimizer"):
+        param_changes({"optimizer": "lbfgs"}, [1, 1], "trial 5")
 
 
 def test_param_spec_shapes() -> None:

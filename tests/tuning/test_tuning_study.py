@@ -47,8 +47,8 @@ def test_a_new_study_measures_the_plan_itself_first(storage_url: str) -> None:
              "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": ["sgd"]}},
              "label_smoothing": {"type": "float", "low": 0.05, "high": 0.3}}
     job = TuneJob(**{**fake_job(storage_url, unique_study(), target=2, space=space).__dict__,
-                     "plan": {"epochs": 1, "learning_rate": 0.05, "optimizer": "sgd", "momentum": 0.9,
-                              "label_smoothing": 0.0}})
+                     "plan": sample_plan(epochs=1, learning_rate=0.05, optimizer="sgd", momentum=0.9,
+                                         label_smoothing=0.0)})
     opened = open_study(job)
     run_trials(opened, quick)
     first = opened.study.trials[0]
@@ -69,7 +69,7 @@ def test_existing_study_with_another_space_is_refused_and_left_untouched(storage
         open_study(fake_job(storage_url, name, space=other))
     assert "left untouched" in info.value.message and "study_name" in (info.value.hint or "")
     with pytest.raises(TuningError, match="different plan"):
-        open_study(TuneJob(**{**fake_job(storage_url, name).__dict__, "plan": {"epochs": 2}}))
+        open_study(TuneJob(**{**fake_job(storage_url, name).__dict__, "plan": sample_plan(epochs=2)}))
     reloaded = optuna.load_study(study_name=name, storage=open_storage(storage_url))
     assert (len(reloaded.trials), dict(reloaded.user_attrs)) == before
 

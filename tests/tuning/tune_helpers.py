@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from mlestar.tuning.job import TuneJob
+from plan_helpers import sample_plan
 from tiny_workflow import TINY, merge
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,7 +27,7 @@ def unique_study(prefix: str = "t") -> str:
 def fake_job(storage: str, study: str, *, target: int = 3, space: dict[str, Any] | None = None,
              **extra: Any) -> TuneJob:
     """A job that trains nothing (no data): for tests of studies and storages. The plan's 0.05 is in SPACE."""
-    return TuneJob(study=study, storage=storage, plan={"epochs": 1, "learning_rate": 0.05}, space=space or SPACE,
+    return TuneJob(study=study, storage=storage, plan=sample_plan(epochs=1, learning_rate=0.05), space=space or SPACE,
                    target_trials=target, seed=0, data={}, preprocessing={}, split_hashes={"train": "a", "val": "b"},
                    **extra)
 

@@ -65,6 +65,11 @@ def test_failed_gate_loops_back_with_a_recorded_remedy_then_passes(tmp_path: Pat
                  and r["data"]["what"] == "remedy"]
     assert decisions[0]["data"]["choice"] == "increase_epochs"
     assert "remedy increase_epochs" in (run_dir / stage_folder("action_planning") / "plan.md").read_text()
+    [change] = [r["data"] for r in read_records(run_dir / "audit.jsonl") if r["event"] == "decision"
+                and r["data"]["what"] == "plan_change"]
+    assert change["choice"] == f"increase_epochs (gate {adjustment['gate']}): epochs: 2 -> 4"
+    assert change["changes"] == [{"field": "epochs", "value": 4}]
+    assert change["reason"] == f"remedy increase_epochs after gate {adjustment['gate']!r} (undertrained)"
 
 
 def test_gate_that_exhausts_its_attempts_fails_the_run_with_a_summary(tmp_path: Path) -> None:

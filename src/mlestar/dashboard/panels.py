@@ -19,7 +19,8 @@ from typing import Any
 
 from mlestar.config.catalog import STAGE_ORDER, stage_folder
 from mlestar.dashboard.files import list_files
-from mlestar.errors import RunNotFoundError
+from mlestar.errors import MlestarError, RunNotFoundError
+from mlestar.training.plan import PlanDocument
 from mlestar.utils.io import read_json
 from mlestar.workflow.state import RunState
 
@@ -123,11 +124,11 @@ def training_history(run_dir: Path) -> dict[str, Any]:
 
 
 def planned_epochs(run_dir: Path) -> int | None:
-    """Epochs the current plan asks for (``03_action_planning/plan.json``), if known."""
-    plan = _json_or_none(Path(run_dir) / stage_folder("action_planning") / "plan.json")
+    """Epochs the current plan asks for (``03_action_planning/plan.json``); None when there is no valid plan."""
+    path = Path(run_dir) / stage_folder("action_planning") / "plan.json"
     try:
-        return int(plan["training"]["epochs"])
-    except (TypeError, KeyError, ValueError):
+        return PlanDocument.load(path).training.epochs if path.is_file() else None
+    except MlestarError:  # a plan being rewritten or edited by hand: the page shows no target, not an error
         return None
 
 

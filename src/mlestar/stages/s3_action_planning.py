@@ -12,8 +12,9 @@ from typing import Any
 
 from mlestar.config.schema import MlestarConfig
 from mlestar.stages.common import DATASET_REF, markdown_table
-from mlestar.utils.io import atomic_write_json, atomic_write_text
-from mlestar.workflow.remedies import apply_remedy
+from mlestar.training.plan import PlanChange, PlanDocument, PlanEstimate, ReasonedPlan, TrainingPlan, describe_changes
+from mlestar.utils.io import atomic_write_text
+from mlestar.workflow.remedies import remedy_changes
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 RECS_REF = "situation_analysis/recommendations.json"
@@ -22,8 +23,12 @@ SPEC_REF = "task_definition/task_spec.json"
 BYTES_PER_PARAM = 4  # fp32 weights
 
 
-class Plan:
-    """A training plan under construction: values plus one reason per choice."""
+class PlanDraft:
+    """A training plan under construction: values plus one reason per choice.
+
+    Only :func:`base_plan` fills it; :meth:`freeze` validates it into the
+    frozen plan every later step reads and changes.
+    """
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
@@ -32,6 +37,15 @@ class Plan:
     def set(self, key: str, value: Any, reason: str) -> None:
         self.values[key] = value
         self.reasons[key] = reason
+
+    def freeze(self) -> ReasonedPlan:
+        """The validated plan with its reasons.
+
+        Raises:
+            PlanError: a value no plan may hold (naming the setting).
+        """
+        training = TrainingPlan.from_json(self.values, source="stage 3's plan")
+        return ReasonedPlan(training=training, reasons=self.reasons)
 
 
 # A bigger net trained this many epochs beats a smaller one given the same time. Measured (GPU sweep of
@@ -76,20 +90,21 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
     """Measured training images/s of one candidate in the airbench recipe's own loop, at the planned precision."""
     import torch
 
-    from mlestar.models import create_model
-    from mlestar.training.plan import spec_from_plan
+    from mlestar.models import model_info
+    from mlestar.training.plan import build_model, spec_from_plan
     from mlestar.training.probe import loop_throughput
     from mlestar.training.recipes import airbench_settings
 
     height, _, channels = record["image_shape"]
-    model = create_model(name, num_classes=len(record["class_names"]), in_channels=channels, image_size=height,
-                         width=config.training.width)
     t = config.training
     settings = airbench_settings(t.batch_size if "batch_size" in t.model_fields_set else None,
                                  device=spec["probe"]["device"])
-    train_spec = spec_from_plan({**settings, "precision": spec["probe"]["precision"], "seed": 0})
-    return loop_throughput(model, (channels, height, height), len(record["class_names"]), train_spec,
-                           device=torch.device(spec["probe"]["device"]))
+    candidate = TrainingPlan(**settings, model=name, recipe="airbench", width=t.width or model_info(name).default_width,
+                             image_size=height, in_channels=channels, num_classes=len(record["class_names"]),
+                             flip_safe=True, class_weighting="none", precision=spec["probe"]["precision"],
+                             device=spec["probe"]["device"], seed=0)
+    return loop_throughput(build_model(candidate), (channels, height, height), candidate.num_classes,
+                           spec_from_plan(candidate), device=torch.device(candidate.device))
 
 
 def pick_by_budget(probes: dict[str, dict[str, Any]], budget: float, n_train: int) -> tuple[str, str]:
@@ -104,14 +119,13 @@ def pick_by_budget(probes: dict[str, dict[str, Any]], budget: float, n_train: in
 
 
 def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any], spec: dict[str, Any]
-              ) -> tuple[Plan, dict[str, Any]]:
+              ) -> tuple[ReasonedPlan, dict[str, Any]]:
     """Every training setting chosen from config, recipe, recommendations and probes, before remedies."""
     from mlestar.models import model_info
     from mlestar.training.recipes import airbench_settings, recipe_for
 
     t = config.training
-    plan = Plan()
-    height, _, channels = record["image_shape"]
+    plan = PlanDraft()
     model, why, probes = choose_model(config, record, spec)
     recipe = recipe_for(model)
     plan.set("model", model, why)
@@ -129,12 +143,11 @@ def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any
         if key not in plan.values and key not in ("augmentation", "translate_pad"):
             plan.set(key, value, f"{recipe} recipe")
     _augmentation(plan, t.augmentation, recs["augmentation"], defaults)
-    _fit_epochs(plan, config, probes, record, given)
     _rest(plan, config, record, recs, spec)
-    return plan, probes
+    return _fit_epochs(plan.freeze(), config, probes, record, given), probes
 
 
-def _augmentation(plan: Plan, configured: str, rec: dict[str, Any], defaults: dict[str, Any]) -> None:
+def _augmentation(plan: PlanDraft, configured: str, rec: dict[str, Any], defaults: dict[str, Any]) -> None:
     """Augmentation: the config's, else stage 1's recommendation (the recipe's pad when it has one)."""
     if configured != "auto":
         plan.set("augmentation", configured, "set in the config")
@@ -143,23 +156,23 @@ def _augmentation(plan: Plan, configured: str, rec: dict[str, Any], defaults: di
     pad = defaults.get("translate_pad", rec["translate_pad"])
     plan.set("translate_pad", pad, "recipe" if "translate_pad" in defaults else f"stage 1: {rec['reason']}")
     plan.set("flip_safe", rec["flip_safe"], f"stage 1: {rec['reason']}")
-    if not rec["flip_safe"] and plan.values.get("alternating_flip"):
+    if not rec["flip_safe"] and defaults.get("alternating_flip"):
         plan.set("alternating_flip", False, "stage 1: flips would change the label")
 
 
-def _fit_epochs(plan: Plan, config: MlestarConfig, probes: dict[str, Any], record: dict[str, Any],
-                given: set[str]) -> None:
+def _fit_epochs(plan: ReasonedPlan, config: MlestarConfig, probes: dict[str, Any], record: dict[str, Any],
+                given: set[str]) -> ReasonedPlan:
     """With a probe and no epochs in the config: as many epochs as the budget holds (up to 2x the recipe)."""
     budget = config.constraints.max_training_time
     if "epochs" in given or not probes or budget is None:
-        return
-    ips = probes[plan.values["model"]]["images_per_second"]
+        return plan
+    ips = probes[plan.training.model]["images_per_second"]
     epoch_s = EPOCH_OVERHEAD * record["splits"]["train"]["size"] / ips
-    epochs = max(1, min(int(budget / epoch_s), MAX_EPOCH_FACTOR * plan.values["epochs"]))
-    plan.set("epochs", epochs, f"{budget:.0f}s budget / {epoch_s:.1f}s per measured epoch")
+    epochs = max(1, min(int(budget / epoch_s), MAX_EPOCH_FACTOR * plan.training.epochs))
+    return plan.apply([PlanChange("epochs", epochs, f"{budget:.0f}s budget / {epoch_s:.1f}s per measured epoch")])
 
 
-def _rest(plan: Plan, config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any],
+def _rest(plan: PlanDraft, config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any],
           spec: dict[str, Any]) -> None:
     t = config.training
     weighting = recs["class_weighting"]
@@ -179,19 +192,27 @@ def _rest(plan: Plan, config: MlestarConfig, record: dict[str, Any], recs: dict[
     plan.set("image_size", height, "stage 1")
     plan.set("in_channels", channels, "stage 1")
     plan.set("num_classes", len(record["class_names"]), "stage 1")
+    plan.set("seed", config.seed, "set in the config")
 
 
-def apply_adjustments(plan: Plan, adjustments: list[dict[str, Any]]) -> list[str]:
-    """Apply remedies from failed gates in order; returns what each changed."""
-    changes = []
+def apply_adjustments(plan: ReasonedPlan, adjustments: list[dict[str, Any]]
+                      ) -> tuple[ReasonedPlan, list[tuple[str, list[PlanChange]]]]:
+    """Apply the remedies of failed gates in order.
+
+    Returns the new plan (each changed setting's reason names the remedy and
+    gate) and, per remedy, its display line and its changes.
+    """
+    applied = []
     for adj in adjustments:
-        change = apply_remedy(plan.values, adj["remedy"])
-        plan.reasons[change.split(":")[0]] = f"remedy {adj['remedy']} after gate {adj['gate']!r} ({adj['diagnosis']})"
-        changes.append(f"{adj['remedy']} (gate {adj['gate']}): {change}")
-    return changes
+        reason = f"remedy {adj['remedy']} after gate {adj['gate']!r} ({adj['diagnosis']})"
+        changes = remedy_changes(plan.training, adj["remedy"], reason)
+        applied.append((f"{adj['remedy']} (gate {adj['gate']}): {describe_changes(plan.training, changes)}",
+                        changes))
+        plan = plan.apply(changes)
+    return plan, applied
 
 
-def estimate(plan: Plan, record: dict[str, Any], spec: dict[str, Any], probes: dict[str, Any] | None = None
+def estimate(plan: TrainingPlan, record: dict[str, Any], spec: dict[str, Any], probes: dict[str, Any] | None = None
              ) -> tuple[int, float]:
     """(parameters, estimated training seconds) of the plan.
 
@@ -200,37 +221,42 @@ def estimate(plan: Plan, record: dict[str, Any], spec: dict[str, Any], probes: d
     """
     from mlestar.evaluation.efficiency import count_flops
     from mlestar.models import count_params, create_model, model_info
+    from mlestar.training.plan import architecture
 
-    v = plan.values
-    model = create_model(v["model"], num_classes=v["num_classes"], in_channels=v["in_channels"],
-                         image_size=v["image_size"], width=v["width"])
-    probe = (probes or {}).get(v["model"])
-    if probe is not None and v["width"] == model_info(v["model"]).default_width:
-        seconds = v["epochs"] * EPOCH_OVERHEAD * record["splits"]["train"]["size"] / probe["images_per_second"]
+    arch = architecture(plan)
+    model = create_model(arch.pop("name"), **arch)  # not build_model: estimating must not reseed torch
+    probe = (probes or {}).get(plan.model)
+    if probe is not None and plan.width == model_info(plan.model).default_width:
+        seconds = plan.epochs * EPOCH_OVERHEAD * record["splits"]["train"]["size"] / probe["images_per_second"]
         return count_params(model), seconds
-    flops = count_flops(model, (v["in_channels"], v["image_size"], v["image_size"]))
+    flops = count_flops(model, (plan.in_channels, plan.image_size, plan.image_size))
     ratio = flops / max(spec["probe"]["reference_flops"], 1)
-    seconds = v["epochs"] * spec["estimated_epoch_time_s"] * ratio
+    seconds = plan.epochs * spec["estimated_epoch_time_s"] * ratio
     return count_params(model), seconds
 
 
-def fit_constraints(plan: Plan, config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any],
-                    probes: dict[str, Any]) -> tuple[int, float, list[str]]:
-    """Shrink width to fit the size limit and epochs to fit the time limit; returns what changed."""
+def fit_constraints(plan: ReasonedPlan, config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any],
+                    probes: dict[str, Any]) -> tuple[ReasonedPlan, int, float, list[str]]:
+    """Shrink width to fit the size limit and epochs to fit the time limit.
+
+    Returns the fitted plan, its parameters and estimated seconds, and what changed.
+    """
     notes = []
-    params, seconds = estimate(plan, record, spec, probes)
+    params, seconds = estimate(plan.training, record, spec, probes)
     limit = config.constraints.max_model_size
-    while limit and params * BYTES_PER_PARAM > limit and plan.values["width"] > 4:
-        plan.set("width", plan.values["width"] // 2, f"halved to fit max_model_size {limit / 1e6:.2f} MB")
-        params, seconds = estimate(plan, record, spec, probes)
-        notes.append(f"width -> {plan.values['width']} to fit the size limit")
+    while limit and params * BYTES_PER_PARAM > limit and plan.training.width > 4:
+        plan = plan.apply([PlanChange("width", plan.training.width // 2,
+                                      f"halved to fit max_model_size {limit / 1e6:.2f} MB")])
+        params, seconds = estimate(plan.training, record, spec, probes)
+        notes.append(f"width -> {plan.training.width} to fit the size limit")
     budget = config.constraints.max_training_time
     if budget and seconds > budget:
-        epochs = max(1, int(plan.values["epochs"] * budget / seconds))
-        plan.set("epochs", epochs, f"cut to fit max_training_time {budget:.0f}s (estimate {seconds:.0f}s)")
+        epochs = max(1, int(plan.training.epochs * budget / seconds))
+        plan = plan.apply([PlanChange("epochs", epochs,
+                                      f"cut to fit max_training_time {budget:.0f}s (estimate {seconds:.0f}s)")])
         notes.append(f"epochs -> {epochs} to fit the time budget")
-        params, seconds = estimate(plan, record, spec, probes)
-    return params, seconds, notes
+        params, seconds = estimate(plan.training, record, spec, probes)
+    return plan, params, seconds, notes
 
 
 @register_stage
@@ -249,33 +275,36 @@ class ActionPlanning(Stage):
         plan, probes = base_plan(ctx.config, record, recs, spec)
         if probes:
             ctx.audit.append("throughput_probe", stage=self.name, probes=probes)
-        changes = apply_adjustments(plan, ctx.adjustments)
-        params, seconds, notes = fit_constraints(plan, ctx.config, record, spec, probes)
-        plan.set("seed", ctx.config.seed, "set in the config")
-        if plan.values["class_weighting"] == "balanced":
+        plan, applied = apply_adjustments(plan, ctx.adjustments)
+        for line, changes in applied:
+            ctx.decide("plan_change", line, changes[0].reason,
+                       changes=[{"field": c.field, "value": c.value} for c in changes])
+        plan, params, seconds, notes = fit_constraints(plan, ctx.config, record, spec, probes)
+        if plan.training.class_weighting == "balanced":
             counts = ctx.read_json(ANALYSIS_REF)["class_counts"]["train"]
             total = sum(counts)
             weights = [total / (len(counts) * max(c, 1)) for c in counts]
-            plan.set("class_weights", weights, "inverse class frequency (balanced)")
-        out = {"training": plan.values, "reasons": plan.reasons, "adjustments": changes, "constraint_fits": notes,
-               "estimate": {"params": params, "training_seconds": seconds}, "probes": probes}
-        atomic_write_json(ctx.out_dir / "plan.json", out)
-        atomic_write_text(ctx.out_dir / "plan.md", render_plan(out))
+            plan = plan.apply([PlanChange("class_weights", weights, "inverse class frequency (balanced)")])
+        doc = PlanDocument(training=plan.training, reasons=plan.reasons, adjustments=[line for line, _ in applied],
+                           constraint_fits=notes, estimate=PlanEstimate(params=params, training_seconds=seconds),
+                           probes=probes)
+        doc.save(ctx.out_dir / "plan.json")
+        atomic_write_text(ctx.out_dir / "plan.md", render_plan(doc))
         for key in ("model", "recipe", "width", "epochs", "augmentation", "precision"):
-            ctx.decide(key, plan.values[key], plan.reasons[key])
-        v = plan.values
+            ctx.decide(key, doc.training.setting(key), doc.reasons[key])
+        v = doc.training
         return StageResult(metrics={"planned_training_time": seconds, "planned_params": float(params)},
-                           summary=f"{v['model']} width {v['width']} ({params:,} params), {v['epochs']} epochs, "
-                                   f"{v['optimizer']} lr {v['learning_rate']:g}, aug {v['augmentation']}, "
-                                   f"{v['precision']}; est. {seconds:.1f}s")
+                           summary=f"{v.model} width {v.width} ({params:,} params), {v.epochs} epochs, "
+                                   f"{v.optimizer} lr {v.learning_rate:g}, aug {v.augmentation}, "
+                                   f"{v.precision}; est. {seconds:.1f}s")
 
 
-def render_plan(plan: dict[str, Any]) -> str:
+def render_plan(plan: PlanDocument) -> str:
     """``plan.md``: every setting with its reason, then remedies and constraint fits."""
-    rows = [[key, value, plan["reasons"].get(key, "")] for key, value in plan["training"].items()
+    rows = [[key, value, plan.reasons.get(key, "")] for key, value in plan.training.to_json().items()
             if key != "class_weights"]
-    extra = "".join(f"- {line}\n" for line in plan["adjustments"] + plan["constraint_fits"]) or "- none\n"
-    est = plan["estimate"]
+    extra = "".join(f"- {line}\n" for line in plan.adjustments + plan.constraint_fits) or "- none\n"
+    est = plan.estimate
     return (f"# Training plan\n\n{markdown_table(['setting', 'value', 'reason'], rows)}\n\n"
             f"## Changes from remedies and constraints\n\n{extra}\n"
-            f"Estimate: {est['params']:,} parameters, {est['training_seconds']:.1f}s of training.\n")
+            f"Estimate: {est.params:,} parameters, {est.training_seconds:.1f}s of training.\n")

@@ -8,11 +8,14 @@ and ``tensorboard/``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlestar.stages.common import DATASET_REF, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
+
+if TYPE_CHECKING:
+    from mlestar.training.plan import TrainingPlan
 
 PLAN_REF = "action_planning/plan.json"
 
@@ -32,15 +35,15 @@ class Implementation(Stage):
 
         from mlestar.evaluation.plots import plot_training_curves
         from mlestar.training import fit, save_model_file, split_to_tensors
-        from mlestar.training.plan import architecture, build_model, spec_from_plan
+        from mlestar.training.plan import PlanDocument, architecture, build_model, spec_from_plan
 
-        plan = ctx.read_json(PLAN_REF)["training"]
+        plan = PlanDocument.from_json(ctx.read_json(PLAN_REF), source=PLAN_REF).training
         dataset, prep = checked_dataset(ctx)
         configure_torch(plan, ctx.config.deterministic)
-        if plan.get("processes", 1) > 1:
+        if plan.processes > 1:
             result = train_distributed(ctx, plan, dataset, prep)
         else:
-            device = torch.device(plan["device"])
+            device = torch.device(plan.device)
             spec = spec_from_plan(plan, max_seconds=ctx.config.constraints.max_training_time)
             result = fit(build_model(plan).to(device), split_to_tensors(dataset.train, prep, device),
                          split_to_tensors(dataset.val, prep, device), spec, out_dir=ctx.out_dir, resume=ctx.resume,
@@ -67,17 +70,17 @@ class Implementation(Stage):
                                    f"{len(result.history)} in {result.training_time:.1f}s")
 
 
-def train_distributed(ctx: StageContext, plan: dict[str, Any], dataset: Any, prep: Any) -> Any:
-    """Train through torchrun with ``plan['processes']`` ranks; returns a FitResult."""
+def train_distributed(ctx: StageContext, plan: TrainingPlan, dataset: Any, prep: Any) -> Any:
+    """Train through torchrun with ``plan.processes`` ranks; returns a FitResult."""
     from mlestar.stages.common import split_hash
     from mlestar.training.distributed import launch
     from mlestar.training.loop import FitResult
     from mlestar.training.plan import build_model
 
-    job = {"plan": plan, "data": ctx.config.data.model_dump(mode="json"), "seed": ctx.config.seed,
+    job = {"plan": plan.to_json(), "data": ctx.config.data.model_dump(mode="json"), "seed": ctx.config.seed,
            "preprocessing": prep.to_dict(), "max_seconds": ctx.config.constraints.max_training_time,
            "resume": ctx.resume, "split_hashes": {n: split_hash(getattr(dataset, n)) for n in ("train", "val")}}
-    out = launch(job, ctx.out_dir, plan["processes"], ctx.report)
+    out = launch(job, ctx.out_dir, plan.processes, ctx.report)
     ctx.decide("distributed", out["world"], f"DDP over {out['world']} processes (torchrun)")
     model = build_model(plan)
     model.load_state_dict(out["state_dict"])
@@ -85,12 +88,12 @@ def train_distributed(ctx: StageContext, plan: dict[str, Any], dataset: Any, pre
                      out["stopped_early"])
 
 
-def configure_torch(plan: dict[str, Any], deterministic: bool) -> None:
+def configure_torch(plan: TrainingPlan, deterministic: bool) -> None:
     """Threads and determinism flags before any model is built."""
     import torch
 
-    if plan.get("num_threads"):
-        torch.set_num_threads(int(plan["num_threads"]))
+    if plan.num_threads:
+        torch.set_num_threads(plan.num_threads)
     if deterministic:
         # warn_only: some kernels have no deterministic version; they warn instead of failing the run.
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -7,7 +7,7 @@ throughput, memory). Each number is set against the config's targets and gates.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -18,6 +18,9 @@ from mlestar.stages.common import DATASET_REF, checked_dataset, markdown_table
 from mlestar.utils.io import atomic_write_json, atomic_write_text
 from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
+
+if TYPE_CHECKING:
+    from mlestar.training.plan import TrainingPlan
 
 MODEL_REF = "implementation/model.pt"
 RECS_REF = "situation_analysis/recommendations.json"
@@ -113,7 +116,7 @@ class Evaluation(Stage):
         dataset, prep = checked_dataset(ctx)
         model, _ = load_model_file(ctx.input(MODEL_REF))
         tta = use_tta(ctx)
-        channels_last = bool(ctx.read_json(PLAN_REF)["training"].get("channels_last"))
+        channels_last = bool(read_plan(ctx).channels_last)
         metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last)
         height, _, channels = dataset.image_shape
         eff = efficiency_report(model, (channels, height, height), latency_seconds=2.0, throughput_seconds=1.0)
@@ -147,7 +150,14 @@ def use_tta(ctx: StageContext) -> str:
         return choice
     if not ctx.read_json(RECS_REF)["augmentation"]["flip_safe"]:
         return "none"
-    return AIRBENCH["tta"] if ctx.read_json(PLAN_REF)["training"].get("recipe") == "airbench" else "flip"
+    return AIRBENCH["tta"] if read_plan(ctx).recipe == "airbench" else "flip"
+
+
+def read_plan(ctx: StageContext) -> TrainingPlan:
+    """The plan stage 4 trained."""
+    from mlestar.training.plan import PlanDocument
+
+    return PlanDocument.from_json(ctx.read_json(PLAN_REF), source=PLAN_REF).training
 
 
 def summary_values(metrics: dict[str, Any], eff: dict[str, Any]) -> dict[str, float]:

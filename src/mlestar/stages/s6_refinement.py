@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlestar.stages.common import DATASET_REF, checked_dataset, markdown_table
 from mlestar.utils.io import atomic_write_json, atomic_write_text
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
+
+if TYPE_CHECKING:
+    from mlestar.training.plan import PlanChange, PlanDocument, TrainingPlan
 
 PLAN_REF = "action_planning/plan.json"
 BASE_METRICS_REF = "implementation/metrics.json"
@@ -39,7 +42,8 @@ class Outcome:
     baseline_val: float
     adopted: bool = False
     reason: str = "refinement disabled"
-    refined_plan: dict[str, Any] | None = None
+    refined_plan: TrainingPlan | None = None
+    refined_changes: list[PlanChange] = field(default_factory=list)  # what turns the plan into refined_plan
     search: Any = None          # mlestar.tuning.search.SearchResult
     comparison: Any = None      # mlestar.tuning.compare.Comparison
     job: Any = None             # mlestar.tuning.job.TuneJob of the main study
@@ -82,12 +86,14 @@ class Refinement(Stage):
                "param_importance.png", "ablation.md", "ablation.png", "model.pt", "plan.json")
 
     def run(self, ctx: StageContext) -> StageResult:
-        plan_doc = ctx.read_json(PLAN_REF)
+        from mlestar.training.plan import PlanDocument
+
+        plan_doc = PlanDocument.from_json(ctx.read_json(PLAN_REF), source=PLAN_REF)
         outcome = Outcome(baseline_val=float(ctx.read_json(BASE_METRICS_REF)["val_accuracy"]))
         if ctx.config.refinement.enabled:
-            outcome = refine(ctx, plan_doc["training"], outcome)
+            outcome = refine(ctx, plan_doc.training, outcome)
         write_adopted(ctx, plan_doc, outcome)
-        write_reports(ctx, plan_doc["training"], outcome)
+        write_reports(ctx, plan_doc.training, outcome)
         m = outcome.metrics()
         return StageResult(metrics=m, summary=f"{m['trials_completed']:.0f} trial(s) completed, "
                                               f"{m['trials_pruned']:.0f} pruned; "
@@ -95,17 +101,17 @@ class Refinement(Stage):
                                               f"{outcome.refined_val:.2%} (stage 4 {outcome.baseline_val:.2%})")
 
 
-def refine(ctx: StageContext, plan: dict[str, Any], outcome: Outcome) -> Outcome:
+def refine(ctx: StageContext, plan: TrainingPlan, outcome: Outcome) -> Outcome:
     """Search, then compare the best configuration with the baseline over seeds and decide."""
     from mlestar.tuning.job import build_job, trial_data, write_job
     from mlestar.tuning.search import search
-    from mlestar.tuning.space import apply_params
+    from mlestar.tuning.space import param_changes
     from mlestar.tuning.storage import resolve_storage
     from mlestar.tuning.trainer import configure_torch
 
     config = ctx.config.refinement
     dataset, _ = checked_dataset(ctx)
-    configure_torch(plan.get("num_threads"), ctx.config.deterministic)
+    configure_torch(plan.num_threads, ctx.config.deterministic)
     job = build_job(ctx.config, plan, ctx.read_json(DATASET_REF), study=study_name(ctx),
                     storage=resolve_storage(config.storage, ctx.out_dir), target_trials=config.n_trials)
     write_job(job, ctx.out_dir)
@@ -116,10 +122,13 @@ def refine(ctx: StageContext, plan: dict[str, Any], outcome: Outcome) -> Outcome
     _record_search(ctx, outcome.search)
     if outcome.search.best is None:
         outcome.reason = "kept the baseline: no feasible trial completed"
-    elif all(plan.get(k) == v for k, v in outcome.best_params.items()):
+    elif all(plan.setting(k) == v for k, v in outcome.best_params.items()):
         outcome.reason = "kept the baseline: the best configuration is the plan itself"
     else:
-        outcome.refined_plan = apply_params(plan, outcome.best_params, data.class_counts)
+        best = outcome.search.best
+        outcome.refined_changes = param_changes(outcome.best_params, data.class_counts,
+                                                f"refinement: best trial {best['number']} of study {best['study']}")
+        outcome.refined_plan = plan.apply(outcome.refined_changes)
         _compare(ctx, plan, outcome, data, job)
     ctx.decide("adopt_refined_model", outcome.adopted, outcome.reason, params=outcome.best_params,
                comparison=outcome.comparison.to_dict() if outcome.comparison else None)
@@ -144,7 +153,7 @@ def _record_search(ctx: StageContext, result: Any) -> None:
                    space=result.focus["space"])
 
 
-def _compare(ctx: StageContext, plan: dict[str, Any], outcome: Outcome, data: Any, job: Any) -> None:
+def _compare(ctx: StageContext, plan: TrainingPlan, outcome: Outcome, data: Any, job: Any) -> None:
     """Seeded before/after on the whole training split, then the adoption rule."""
     from mlestar.tuning.compare import compare, decide
 
@@ -158,24 +167,28 @@ def _compare(ctx: StageContext, plan: dict[str, Any], outcome: Outcome, data: An
     outcome.adopted, outcome.reason = decide(outcome.comparison, config.min_improvement)
 
 
-def write_adopted(ctx: StageContext, plan_doc: dict[str, Any], outcome: Outcome) -> None:
+def write_adopted(ctx: StageContext, plan_doc: PlanDocument, outcome: Outcome) -> None:
     """``model.pt`` and ``plan.json``: the refined ones when adopted, else stage 4's model and stage 3's plan."""
     from mlestar.training import save_model_file
     from mlestar.training.plan import architecture
 
     if not outcome.adopted or outcome.refined_plan is None:
         shutil.copyfile(ctx.input(BASE_MODEL_REF), ctx.out_dir / "model.pt")
-        atomic_write_json(ctx.out_dir / "plan.json", plan_doc)
+        plan_doc.save(ctx.out_dir / "plan.json")
         return
     dataset, prep = checked_dataset(ctx)
     save_model_file(ctx.out_dir / "model.pt", outcome.comparison.refined_model,
                     architecture=architecture(outcome.refined_plan), preprocessing=prep.to_dict(),
                     class_names=list(dataset.class_names))
-    atomic_write_json(ctx.out_dir / "plan.json", {**plan_doc, "training": outcome.refined_plan,
-                                                  "refined_params": outcome.best_params})
+    adopted_plan(plan_doc, outcome).save(ctx.out_dir / "plan.json")
 
 
-def write_reports(ctx: StageContext, plan: dict[str, Any], outcome: Outcome) -> None:
+def adopted_plan(plan_doc: PlanDocument, outcome: Outcome) -> PlanDocument:
+    """Stage 3's plan with the adopted trial's changes: each changed setting's reason names the trial."""
+    return plan_doc.apply(outcome.refined_changes).model_copy(update={"refined_params": outcome.best_params})
+
+
+def write_reports(ctx: StageContext, plan: TrainingPlan, outcome: Outcome) -> None:
     """Trials table and plots, ablation table and chart, before/after table, refinement.json."""
     from mlestar.tuning.plots import plot_ablation
     from mlestar.tuning.report import write_results
@@ -223,10 +236,10 @@ def render_ablation(rows: list[dict[str, Any]], focus: dict[str, Any] | None) ->
             f"{table}\n\n{focus_line}\n")
 
 
-def render_before_after(plan: dict[str, Any], outcome: Outcome) -> str:
+def render_before_after(plan: TrainingPlan, outcome: Outcome) -> str:
     """``before_after.md``: settings, per-seed validation accuracy, the decision, how to look at the study."""
     params = outcome.best_params
-    rows = [[key, plan.get(key), value] for key, value in sorted(params.items())]
+    rows = [[key, plan.setting(key), value] for key, value in sorted(params.items())]
     parts = ["# Refinement: before / after (validation split)\n",
              markdown_table(["setting", "before (stage 3 plan)", "after (best trial)"], rows) if rows else
              "No refined configuration.", ""]

@@ -30,7 +30,7 @@ RESULT_FILE = "distributed_result.pt"
 def launch(job: dict[str, Any], out_dir: Path, processes: int, report: Callable[[str], None]) -> dict[str, Any]:
     """Run the job on ``processes`` ranks and return rank 0's result.
 
-    ``job`` holds ``plan``, ``data`` (the DataConfig as JSON), ``seed``,
+    ``job`` holds ``plan`` (``TrainingPlan.to_json()``), ``data`` (the DataConfig as JSON), ``seed``,
     ``preprocessing``, ``split_hashes``, ``max_seconds`` and ``resume``.
 
     Raises:
@@ -90,7 +90,7 @@ def worker(job_path: Path) -> None:
     import torch.distributed as dist
 
     from mlestar.training.loop import Shard, fit, split_to_tensors
-    from mlestar.training.plan import build_model, spec_from_plan
+    from mlestar.training.plan import TrainingPlan, build_model, spec_from_plan
 
     use_cuda = torch.cuda.is_available()
     dist.init_process_group(backend="nccl" if use_cuda else "gloo")
@@ -98,7 +98,7 @@ def worker(job_path: Path) -> None:
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if use_cuda else torch.device("cpu")
     job = read_json(job_path)
     dataset, prep = _load_data(job)
-    plan = job["plan"]
+    plan = TrainingPlan.from_json(job["plan"], source=f"the plan in {job_path}")
     shard = Shard(rank=rank, world=world, wrap=_wrap(device), agree=_agree)
     result = fit(build_model(plan).to(device), split_to_tensors(dataset.train, prep, device),
                  split_to_tensors(dataset.val, prep, device), spec_from_plan(plan, max_seconds=job["max_seconds"]),

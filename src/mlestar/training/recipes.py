@@ -10,8 +10,9 @@ images and the small CNN.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+RecipeName = Literal["airbench", "plain"]  # the hyperparameter families below
 KILOSTEP_SCALE = 1024 * (1 + 1 / (1 - 0.85))  # airbench's normaliser at momentum 0.85
 
 AIRBENCH: dict[str, Any] = {
@@ -51,6 +52,6 @@ def airbench_settings(batch_size: int | None = None, *, device: str = "cuda") ->
     return settings
 
 
-def recipe_for(model: str) -> str:
+def recipe_for(model: str) -> RecipeName:
     """The recipe a registered model trains with."""
     return "airbench" if model in AIRBENCH_MODELS else "plain"

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from mlestar.config.schema import TUNABLE, ParamSpec
 from mlestar.errors import TrainingError
+from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.job import TrialData, TuneJob
 from mlestar.tuning.objective import INFEASIBLE_VALUE, trial_epochs
 from mlestar.tuning.space import apply_params
@@ -55,17 +56,17 @@ COMPONENTS: tuple[Component, ...] = (
 )
 
 
-def off_value(component: Component, plan: dict[str, Any]) -> Any:
+def off_value(component: Component, plan: TrainingPlan) -> Any:
     """The value that switches ``component`` off in ``plan``."""
-    return int(plan[component.key]) // 2 if component.off == HALF else component.off
+    return int(plan.setting(component.key)) // 2 if component.off == HALF else component.off
 
 
-def is_on(component: Component, plan: dict[str, Any]) -> bool:
-    """True when switching the component off would change the plan (a width of 4 cannot halve)."""
-    current = plan.get(component.key, 0 if component.key == "lookahead_every" else None)
+def is_on(component: Component, plan: TrainingPlan) -> bool:
+    """True when switching the component off would change what trains (a width of 4 cannot halve)."""
+    current = plan.setting(component.key)  # an unset recipe field counts as TrainSpec's default (lookahead: 0)
     if component.off == HALF:
-        return current is not None and int(current) // 2 >= TUNABLE["width"].low
-    return current is not None and current != component.off
+        return int(current) // 2 >= TUNABLE["width"].low
+    return current != component.off
 
 
 def run_ablation(job: TuneJob, data: TrialData, best_params: dict[str, Any], best_value: float, *,
@@ -90,7 +91,7 @@ def run_ablation(job: TuneJob, data: TrialData, best_params: dict[str, Any], bes
     return [{**row, "rank": rank} for rank, row in enumerate(rows, 1)]
 
 
-def _ablate(component: Component, best_plan: dict[str, Any], job: TuneJob, data: TrialData,
+def _ablate(component: Component, best_plan: TrainingPlan, job: TuneJob, data: TrialData,
             best_params: dict[str, Any], best_value: float) -> dict[str, Any]:
     """One ablation run and its table row."""
     off = off_value(component, best_plan)
@@ -101,7 +102,8 @@ def _ablate(component: Component, best_plan: dict[str, Any], job: TuneJob, data:
         value, error = max(row["val_accuracy"] for row in result.history), None
     except TrainingError as exc:  # the setting diverges without this component: it matters
         value, error = INFEASIBLE_VALUE, exc.message
-    return {"component": component.name, "change": f"{component.key}: {_show(best_plan.get(component.key))} -> {off}",
+    before = _show(best_plan.setting(component.key))
+    return {"component": component.name, "change": f"{component.key}: {before} -> {off}",
             "reference": best_value, "val_accuracy": value, "impact": best_value - value,
             "seconds": time.perf_counter() - started, "error": error}
 
@@ -110,7 +112,7 @@ def _show(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def focus_target(rows: list[dict[str, Any]], plan: dict[str, Any], configured: dict[str, ParamSpec]
+def focus_target(rows: list[dict[str, Any]], plan: TrainingPlan, configured: dict[str, ParamSpec]
                  ) -> tuple[str, dict[str, ParamSpec]] | None:
     """The component to search next and its space: the largest positive impact with parameters to vary."""
     by_name = {c.name: c for c in COMPONENTS}
@@ -123,7 +125,7 @@ def focus_target(rows: list[dict[str, Any]], plan: dict[str, Any], configured: d
     return None
 
 
-def focus_space(component: Component, plan: dict[str, Any], configured: dict[str, ParamSpec]
+def focus_space(component: Component, plan: TrainingPlan, configured: dict[str, ParamSpec]
                 ) -> dict[str, ParamSpec]:
     """The component's parameters: the configured spec (conditions dropped: the rest is fixed) or a default."""
     space = {}
@@ -135,10 +137,10 @@ def focus_space(component: Component, plan: dict[str, Any], configured: dict[str
     return space
 
 
-def default_spec(name: str, plan: dict[str, Any]) -> ParamSpec | None:
+def default_spec(name: str, plan: TrainingPlan) -> ParamSpec | None:
     """A range around the plan's value for parameters the configured space does not search."""
-    value = plan.get(name)
-    flips = ["flip", "flip_translate"] if plan.get("flip_safe", True) else []
+    value = plan.setting(name)
+    flips = ["flip", "flip_translate"] if plan.flip_safe else []
     specs: dict[str, Callable[[], ParamSpec]] = {
         "learning_rate": lambda: ParamSpec(type="float", low=max(1e-6, value / 3), high=min(10.0, value * 3),
                                            log=True),
@@ -152,6 +154,4 @@ def default_spec(name: str, plan: dict[str, Any]) -> ParamSpec | None:
         "class_weighting": lambda: ParamSpec(type="categorical", choices=["none", "balanced"]),
         "width": lambda: ParamSpec(type="int", low=max(4, int(value) // 2), high=min(1024, int(value) * 2), log=True),
     }
-    if name not in specs or (value is None and name in ("learning_rate", "width")):
-        return None
-    return specs[name]()
+    return specs[name]() if name in specs else None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.job import TrialData, TuneJob
 from mlestar.tuning.trainer import Retrained, retrain
 
@@ -73,7 +74,7 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def compare(baseline_plan: dict[str, Any], refined_plan: dict[str, Any], stage4_val: float, data: TrialData,
+def compare(baseline_plan: TrainingPlan, refined_plan: TrainingPlan, stage4_val: float, data: TrialData,
             job: TuneJob, *, seeds: int, budget: float | None, max_seconds: float | None, work_dir: Path,
             report: Callable[[str], None] = lambda line: None) -> Comparison:
     """Train both sides on up to ``seeds`` seeds, fewer when ``budget`` (seconds) would be exceeded.
@@ -82,7 +83,7 @@ def compare(baseline_plan: dict[str, Any], refined_plan: dict[str, Any], stage4_
     when the time both sides took for the last one still fits the budget. At
     least the plan's seed always runs.
     """
-    first = int(baseline_plan["seed"])
+    first = baseline_plan.seed
     out = Comparison(val_size=len(data.val[1]))
     started, last_cost = time.perf_counter(), 0.0
     for index in range(seeds):
@@ -103,9 +104,9 @@ def compare(baseline_plan: dict[str, Any], refined_plan: dict[str, Any], stage4_
     return out
 
 
-def _side(plan: dict[str, Any], seed: int, data: TrialData, job: TuneJob, work_dir: Path,
+def _side(plan: TrainingPlan, seed: int, data: TrialData, job: TuneJob, work_dir: Path,
           max_seconds: float | None, report: Callable[[str], None]) -> Retrained:
-    return retrain({**plan, "seed": seed}, data, job, work_dir=work_dir, max_seconds=max_seconds, report=report)
+    return retrain(plan.replace(seed=seed), data, job, work_dir=work_dir, max_seconds=max_seconds, report=report)
 
 
 def decide(comparison: Comparison, min_improvement: float) -> tuple[bool, str]:

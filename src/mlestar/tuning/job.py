@@ -20,6 +20,7 @@ import numpy as np
 
 from mlestar.config.schema import ConstraintsConfig, DataConfig, MlestarConfig, ParamSpec
 from mlestar.errors import TuningError
+from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.space import space_from_json, space_to_json
 from mlestar.utils.io import atomic_write_json, read_json
 
@@ -33,7 +34,7 @@ class TuneJob:
 
     Attributes:
         study, storage: the study's name and storage string (see :mod:`mlestar.tuning.storage`).
-        plan: stage 3's training plan (``plan.json['training']``), the base every trial changes.
+        plan: stage 3's training plan, the base every trial changes.
         space: the search space as JSON (:func:`mlestar.tuning.space.space_to_json`).
         fixed: parameters every trial sets before drawing (a focused search: the best so far).
         target_trials: finished (complete or pruned) trials the study should reach.
@@ -52,7 +53,7 @@ class TuneJob:
 
     study: str
     storage: str
-    plan: dict[str, Any]
+    plan: TrainingPlan
     space: dict[str, dict[str, Any]]
     target_trials: int
     seed: int
@@ -77,11 +78,12 @@ class TuneJob:
     def signature(self) -> dict[str, Any]:
         """What must match for two jobs to share a study: the trials would not be comparable otherwise."""
         keys = ("plan", "space", "fixed", "epochs", "train_fraction", "split_hashes", "constraints")
-        return _plain({key: getattr(self, key) for key in keys})
+        raw = self.to_dict()
+        return {key: raw[key] for key in keys}
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``from_dict`` inverts it)."""
-        return _plain(asdict(self))
+        """JSON-ready form (``from_dict`` inverts it); the plan as ``plan.json['training']`` holds it."""
+        return _plain({**asdict(self), "plan": self.plan.to_json()})
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TuneJob:
@@ -89,12 +91,16 @@ class TuneJob:
 
         Raises:
             TuningError: not a job, or a job of another version.
+            PlanError: the job's plan is not a valid training plan.
         """
         if raw.get("version") != JOB_VERSION or "study" not in raw:
             raise TuningError(f"not an mlestar tuning job (version {raw.get('version')!r}, expected "
                               f"{JOB_VERSION})", hint="re-create the study with this mlestar version")
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{key: value for key, value in raw.items() if key in known})
+        values = {key: value for key, value in raw.items() if key in known}
+        plan = TrainingPlan.from_json(raw.get("plan"), source=f"the plan of tuning job {raw['study']!r}",
+                                      hint="re-create the study with this mlestar version")
+        return cls(**{**values, "plan": plan})
 
     def with_data(self, data: DataConfig) -> TuneJob:
         """The same job reading its images through another data config (paths on this machine)."""
@@ -106,7 +112,7 @@ def _plain(obj: Any) -> Any:
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def build_job(config: MlestarConfig, plan: dict[str, Any], record: dict[str, Any], *, study: str,
+def build_job(config: MlestarConfig, plan: TrainingPlan, record: dict[str, Any], *, study: str,
               storage: str, target_trials: int) -> TuneJob:
     """The main search's job for a run: plan from stage 3, data record from stage 1, settings from the config."""
     r = config.refinement
@@ -176,10 +182,10 @@ def trial_data(job: TuneJob, dataset: Any | None = None) -> TrialData:
 
     dataset = dataset if dataset is not None else load_job_dataset(job)
     prep = Preprocessing.from_dict(job.preprocessing)
-    device = torch.device(job.plan.get("device", "cpu"))
+    device = torch.device(job.plan.device)
     train = split_to_tensors(dataset.train, prep, device)
     subset = _subset(len(dataset.train), job.train_fraction, job.seed)
-    counts = np.bincount(dataset.train.labels, minlength=int(job.plan["num_classes"])).tolist()
+    counts = np.bincount(dataset.train.labels, minlength=job.plan.num_classes).tolist()
     return TrialData(train=train, val=split_to_tensors(dataset.val, prep, device),
                      trial_train=train if subset is None else (train[0][subset], train[1][subset]),
                      class_counts=counts, input_shape=tuple(train[0].shape[1:]))

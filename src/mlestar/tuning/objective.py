@@ -18,6 +18,7 @@ import socket
 from typing import Any, Callable
 
 from mlestar.errors import TrainingError
+from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.job import TrialData, TuneJob
 from mlestar.tuning.space import apply_params, suggest_params
 from mlestar.tuning.trainer import train_plan
@@ -35,7 +36,7 @@ def worker_identity() -> dict[str, Any]:
 
 def trial_epochs(job: TuneJob, params: dict[str, Any]) -> int:
     """A drawn ``epochs`` wins; else the job's epochs per trial; else the plan's."""
-    return int(params.get("epochs") or job.epochs or job.plan["epochs"])
+    return int(params.get("epochs") or job.epochs or job.plan.epochs)
 
 
 class Objective:
@@ -63,7 +64,7 @@ class Objective:
             return INFEASIBLE_VALUE
         return max(row["val_accuracy"] for row in result.history)
 
-    def check(self, plan: dict[str, Any]) -> dict[str, Any]:
+    def check(self, plan: TrainingPlan) -> dict[str, Any]:
         """Size, latency and violations of the plan's architecture (measured once per architecture)."""
         from mlestar.training.plan import architecture
 
@@ -73,7 +74,7 @@ class Objective:
         return self._checked[key]
 
 
-def check_architecture(plan: dict[str, Any], limits: dict[str, float | None],
+def check_architecture(plan: TrainingPlan, limits: dict[str, float | None],
                        input_shape: tuple[int, int, int]) -> dict[str, Any]:
     """Size, latency (only when limited) and the constraint margins of a fresh model.
 

@@ -137,7 +137,7 @@ def run_phase(opened: OpenStudy, data: TrialData, settings: RefinementConfig, *,
     """Search one study with this process and ``settings.workers - 1`` local workers, then close it."""
     import torch
 
-    threads = opened.job.plan.get("num_threads") or max(1, (os.cpu_count() or 1) // settings.workers)
+    threads = opened.job.plan.num_threads or max(1, (os.cpu_count() or 1) // settings.workers)
     before = torch.get_num_threads()
     close_study(opened, closed=False)  # open again: an earlier phase or a crashed run may have closed it
     procs = spawn_workers(opened.job, settings.workers - 1, log_dir, threads) if settings.workers > 1 else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mlestar.config.schema import ParamSpec
+from mlestar.training.plan import PlanChange, TrainingPlan
 
 
 def draw_order(space: Mapping[str, ParamSpec]) -> list[str]:
@@ -74,16 +75,22 @@ def balanced_weights(class_counts: list[int]) -> list[float]:
     return [total / (len(class_counts) * max(count, 1)) for count in class_counts]
 
 
-def apply_params(plan: Mapping[str, Any], params: Mapping[str, Any], class_counts: list[int]) -> dict[str, Any]:
-    """A copy of ``plan`` with a trial's parameters in it.
+def param_changes(params: Mapping[str, Any], class_counts: list[int], reason: str) -> list[PlanChange]:
+    """A trial's parameters as typed plan changes, each with ``reason``.
 
     ``class_weighting`` is a plan choice, but training reads the weights:
-    ``balanced`` computes them from ``class_counts``, ``none`` drops them.
+    ``balanced`` also sets them from ``class_counts``, ``none`` unsets them.
+
+    Raises:
+        PlanError: a parameter that is not a plan setting, or a value it cannot take.
     """
-    out = {**plan, **params}
+    changes = [PlanChange(name, value, reason) for name, value in params.items()]
     if "class_weighting" in params:
-        if params["class_weighting"] == "balanced":
-            out["class_weights"] = balanced_weights(class_counts)
-        else:
-            out.pop("class_weights", None)
-    return out
+        weights = balanced_weights(class_counts) if params["class_weighting"] == "balanced" else None
+        changes.append(PlanChange("class_weights", weights, reason))
+    return changes
+
+
+def apply_params(plan: TrainingPlan, params: Mapping[str, Any], class_counts: list[int]) -> TrainingPlan:
+    """A new plan with a trial's parameters in it (``plan`` itself is frozen; see :func:`param_changes`)."""
+    return plan.apply(param_changes(params, class_counts, "trial parameters"))

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from mlestar.config.catalog import stage_folder
 from mlestar.config.schema import MlestarConfig
 from mlestar.errors import TuningError
+from mlestar.training.plan import PlanDocument
 from mlestar.tuning.job import TuneJob, build_job, read_job, trial_data, write_job
 from mlestar.tuning.objective import Objective
 from mlestar.tuning.report import best_row, param_importances, trial_rows, write_results
@@ -51,7 +52,7 @@ def run_job(config: MlestarConfig, run_dir: Path, *, study: str | None, storage:
         raise TuningError(f"run folder {run_dir} has no {', '.join(missing)}",
                           hint="tune a run whose stages 1-3 have passed (mlestar show RUN)")
     setting = storage or config.refinement.storage
-    return build_job(config, read_json(paths["plan.json"])["training"], read_json(paths["dataset.json"]),
+    return build_job(config, PlanDocument.load(paths["plan.json"]).training, read_json(paths["dataset.json"]),
                      study=study or config.refinement.study_name or f"{Path(run_dir).name}-tune",
                      storage=resolve_storage(setting, out_dir), target_trials=config.refinement.n_trials)
 
@@ -66,7 +67,7 @@ def tune_run(config: MlestarConfig, run_dir: Path, *, out_dir: Path | None = Non
     out_dir = Path(out_dir or Path(run_dir) / "tuning")
     out_dir.mkdir(parents=True, exist_ok=True)
     job = run_job(config, run_dir, study=study, storage=storage, out_dir=out_dir)
-    configure_torch(job.plan.get("num_threads"), job.deterministic)
+    configure_torch(job.plan.num_threads, job.deterministic)
     data = trial_data(job)  # also proves this machine loads the run's images
     opened = open_study(job)
     write_job(job, out_dir)
@@ -109,7 +110,7 @@ def worker_job(storage: str | None, study: str | None, source: Path | None,
 
 def work(job: TuneJob, *, threads: int | None = None, report: Report = lambda line: None) -> Counts:
     """Run trials of the job's existing study until it is done, closed, or the job's timeout passes."""
-    configure_torch(threads or job.plan.get("num_threads"), job.deterministic)
+    configure_torch(threads or job.plan.num_threads, job.deterministic)
     data = trial_data(job)
     opened = open_study(job, create=False, worker=True)
     report(f"worker joined study {job.study} in {redact(job.storage)} (target {job.target_trials} trials)")

@@ -113,7 +113,7 @@ def _open_study(job: TuneJob, storage: Any, *, create: bool, worker: bool) -> Op
         raise TuningError(f"no study named {job.study!r} in {redact(job.storage)}",
                           hint="start it first: mlestar run (stage 6) or mlestar tune CONFIG --run RUN --prepare")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    max_epochs = job.epochs or int(job.plan["epochs"])
+    max_epochs = job.epochs or job.plan.epochs
     study = optuna.create_study(study_name=job.study, storage=storage, direction="maximize", load_if_exists=True,
                                 sampler=make_sampler(job.sampler, job.seed + (os.getpid() if worker else 0)),
                                 pruner=make_pruner(job.pruner, max_epochs=max_epochs,
@@ -136,7 +136,7 @@ def baseline_params(job: TuneJob) -> dict[str, Any]:
     """
     out: dict[str, Any] = {}
     for name, spec in space_from_json(job.space).items():
-        value = job.plan.get(name)
+        value = job.plan.setting(name)
         if spec.when or value is None or isinstance(value, bool):
             continue
         if spec.type == "categorical":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.job import TrialData, TuneJob
 
 
@@ -28,7 +29,7 @@ def configure_torch(threads: int | None, deterministic: bool) -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def train_plan(plan: dict[str, Any], data: TrialData, *, epochs: int | None = None, full: bool = False,
+def train_plan(plan: TrainingPlan, data: TrialData, *, epochs: int | None = None, full: bool = False,
                max_seconds: float | None = None,
                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Any:
     """Fit ``plan`` in this process; returns :class:`~mlestar.training.FitResult` (best-val weights).
@@ -41,10 +42,9 @@ def train_plan(plan: dict[str, Any], data: TrialData, *, epochs: int | None = No
     from mlestar.training import fit
     from mlestar.training.plan import build_model, spec_from_plan
 
-    overrides = {"epochs": epochs} if epochs else {}
-    device = torch.device(plan.get("device", "cpu"))
-    return fit(build_model(plan).to(device), data.train if full else data.trial_train, data.val,
-               spec_from_plan(plan, max_seconds=max_seconds, **overrides), on_epoch=on_epoch, tensorboard=False)
+    plan = plan.replace(epochs=epochs) if epochs else plan
+    return fit(build_model(plan).to(torch.device(plan.device)), data.train if full else data.trial_train, data.val,
+               spec_from_plan(plan, max_seconds=max_seconds), on_epoch=on_epoch, tensorboard=False)
 
 
 @dataclass
@@ -56,11 +56,11 @@ class Retrained:
     seconds: float
 
 
-def retrain(plan: dict[str, Any], data: TrialData, job: TuneJob, *, work_dir: Path, max_seconds: float | None,
+def retrain(plan: TrainingPlan, data: TrialData, job: TuneJob, *, work_dir: Path, max_seconds: float | None,
             report: Callable[[str], None]) -> Retrained:
-    """Train ``plan`` on the whole training split, through torchrun when ``plan['processes'] > 1``."""
+    """Train ``plan`` on the whole training split, through torchrun when ``plan.processes > 1``."""
     started = time.perf_counter()
-    if int(plan.get("processes", 1)) > 1:
+    if plan.processes > 1:
         val, model = _distributed(plan, job, work_dir, max_seconds, report)
     else:
         result = train_plan(plan, data, full=True, max_seconds=max_seconds)
@@ -68,17 +68,17 @@ def retrain(plan: dict[str, Any], data: TrialData, job: TuneJob, *, work_dir: Pa
     return Retrained(float(val), model, time.perf_counter() - started)
 
 
-def _distributed(plan: dict[str, Any], job: TuneJob, work_dir: Path, max_seconds: float | None,
+def _distributed(plan: TrainingPlan, job: TuneJob, work_dir: Path, max_seconds: float | None,
                  report: Callable[[str], None]) -> tuple[float, Any]:
-    """DDP over ``plan['processes']`` ranks (stage 4's launcher); the work folder is removed afterwards."""
+    """DDP over ``plan.processes`` ranks (stage 4's launcher); the work folder is removed afterwards."""
     from mlestar.training.distributed import launch
     from mlestar.training.plan import build_model
 
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        out = launch({"plan": plan, "data": job.data, "seed": job.seed, "preprocessing": job.preprocessing,
+        out = launch({"plan": plan.to_json(), "data": job.data, "seed": job.seed, "preprocessing": job.preprocessing,
                       "split_hashes": job.split_hashes, "max_seconds": max_seconds, "resume": False},
-                     work_dir, int(plan["processes"]), report)
+                     work_dir, plan.processes, report)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints and logs of a retrain are not results
     model = build_model(plan)

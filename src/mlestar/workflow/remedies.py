@@ -7,8 +7,10 @@ validation accuracy by more than :data:`OVERFIT_GAP`, underfitting otherwise.
 Each diagnosis has remedies in order of preference; the first one allowed by
 the config and not yet tried on this gate is chosen (then they cycle).
 
-A remedy is a pure function on the training plan (a dict of training
-settings), applied by the planner so the new plan is an artifact like any other.
+A remedy is a pure function of the (frozen) training plan that returns typed
+changes (:class:`~mlestar.training.plan.PlanChange`: setting, value, reason);
+the planner applies them, so the new plan is an artifact like any other and
+each changed setting records the remedy as its reason.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from mlestar.config.catalog import METRICS
+from mlestar.config.catalog import METRICS, suggest
+from mlestar.errors import PlanError
+from mlestar.training.plan import PlanChange, TrainingPlan
 from mlestar.workflow.gates import GateOutcome
 
 OVERFIT_GAP = 0.05  # train - val accuracy above this is overfitting, not underfitting
@@ -77,40 +81,41 @@ def choose_remedy(diagnosis: Diagnosis, allowed: list[str], tried: list[str]) ->
     return min(candidates, key=tried.count)
 
 
-def _scale(key: str, factor: float, *, low: float | None = None, high: float | None = None,
-           integer: bool = False) -> Callable[[dict[str, Any]], str]:
-    def apply(plan: dict[str, Any]) -> str:
-        old = plan[key]
-        new = old * factor
+# A remedy reads the plan and returns the settings it changes; the planner applies them (``reason``: why).
+Remedy = Callable[[TrainingPlan, str], list[PlanChange]]
+
+
+def _scale(field: str, factor: float, *, low: float | None = None, high: float | None = None,
+           integer: bool = False) -> Remedy:
+    """A remedy multiplying one numeric setting by ``factor``, clamped to ``[low, high]``."""
+    def changes(plan: TrainingPlan, reason: str) -> list[PlanChange]:
+        new = plan.setting(field) * factor
         new = max(low, new) if low is not None else new
         new = min(high, new) if high is not None else new
-        plan[key] = int(round(new)) if integer else new
-        return f"{key}: {old} -> {plan[key]}"
-    return apply
+        return [PlanChange(field, int(round(new)) if integer else new, reason)]
+    return changes
 
 
-def _regularize(plan: dict[str, Any]) -> str:
-    old_wd, old_ls = plan["weight_decay"], plan["label_smoothing"]
-    plan["weight_decay"] = min(old_wd * 2 if old_wd else 5e-4, 0.05)
-    plan["label_smoothing"] = min(old_ls + 0.1, 0.3)
-    return (f"weight_decay: {old_wd} -> {plan['weight_decay']}, "
-            f"label_smoothing: {old_ls} -> {plan['label_smoothing']}")
+def _regularize(plan: TrainingPlan, reason: str) -> list[PlanChange]:
+    """Double weight decay (5e-4 from none, at most 0.05) and add 0.1 label smoothing (at most 0.3)."""
+    return [PlanChange("weight_decay", min(plan.weight_decay * 2 if plan.weight_decay else 5e-4, 0.05), reason),
+            PlanChange("label_smoothing", min(plan.label_smoothing + 0.1, 0.3), reason)]
 
 
-def _augment(plan: dict[str, Any]) -> str:
-    old = plan["augmentation"]
+def _augment(plan: TrainingPlan, reason: str) -> list[PlanChange]:
+    """Translation when there is none; flips too where they keep the label."""
+    old = plan.augmentation
     # Flips change a digit's meaning; translation is safe for every image kind.
-    plan["augmentation"] = "translate" if old == "none" else "flip_translate" if plan.get("flip_safe") else old
-    return f"augmentation: {old} -> {plan['augmentation']}"
+    new = "translate" if old == "none" else "flip_translate" if plan.flip_safe else old
+    return [PlanChange("augmentation", new, reason)]
 
 
-def _mixed_precision(plan: dict[str, Any]) -> str:
-    old = plan["precision"]
-    plan["precision"] = "bf16"
-    return f"precision: {old} -> bf16"
+def _mixed_precision(plan: TrainingPlan, reason: str) -> list[PlanChange]:
+    """bf16 autocast."""
+    return [PlanChange("precision", "bf16", reason)]
 
 
-REMEDY_FUNCTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
+REMEDY_FUNCTIONS: dict[str, Remedy] = {
     "increase_epochs": _scale("epochs", 2, high=1000, integer=True),
     "reduce_epochs": _scale("epochs", 0.5, low=1, integer=True),
     "raise_learning_rate": _scale("learning_rate", 2, high=2.0),
@@ -124,6 +129,13 @@ REMEDY_FUNCTIONS: dict[str, Callable[[dict[str, Any]], str]] = {
 }
 
 
-def apply_remedy(plan: dict[str, Any], remedy: str) -> str:
-    """Change ``plan`` in place by ``remedy``; returns what changed, for the record."""
-    return REMEDY_FUNCTIONS[remedy](plan)
+def remedy_changes(plan: TrainingPlan, remedy: str, reason: str) -> list[PlanChange]:
+    """The settings ``remedy`` changes in ``plan``, each with ``reason``; the plan itself is not changed.
+
+    Raises:
+        PlanError: ``remedy`` is not a known remedy.
+    """
+    if remedy not in REMEDY_FUNCTIONS:
+        raise PlanError(f"unknown remedy {remedy!r}{suggest(remedy, list(REMEDY_FUNCTIONS))}",
+                        hint=f"remedies: {', '.join(REMEDY_FUNCTIONS)}")
+    return REMEDY_FUNCTIONS[remedy](plan, reason)
