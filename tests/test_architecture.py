@@ -8,7 +8,8 @@ The layers, top first (docs/architecture.md shows the same table):
     stages                          the seven stages (each may use stages.common, not another stage)
     workflow                        stage contract and registry, runner, cache, gates, state
     tuning, deploy                  search; export, bundle, serving
-    training, evaluation            fit loop, recipes, probes; metrics, plots, efficiency
+    evaluation                      the test split read once, metrics, plots, efficiency
+    training                        typed plan, fit loop, recipes, probes, DDP, torch settings
     data, models, tracking          datasets and preprocessing; model registry; lineage and audit
     config                          the typed schema, units, catalog
     utils, errors                   atomic I/O, faults, signals; the exception root
@@ -27,7 +28,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mlestar"
 LAYERS = [("__main__",), ("cli",), ("dashboard",), ("stages",), ("workflow",), ("tuning", "deploy"),
-          ("training", "evaluation"), ("data", "models", "tracking"), ("config",), ("utils", "errors", "__init__")]
+          ("evaluation",), ("training",), ("data", "models", "tracking"), ("config",), ("utils", "errors", "__init__")]
 RANK = {name: len(LAYERS) - index for index, names in enumerate(LAYERS) for name in names}
 
 

@@ -21,6 +21,7 @@ from mlestar.tuning.storage import open_storage, redact, resolve_storage
 from mlestar.tuning.study import (
     close_study, count_trials, join_study, mark_failed, open_study, reap_stale_trials, run_trials,
 )
+from plan_helpers import sample_plan
 from tune_helpers import SPACE, fake_job, unique_study
 
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used")

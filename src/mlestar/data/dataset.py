@@ -209,3 +209,19 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
         held.append(index[:n_held])
         keep.append(index[n_held:])
     return np.sort(np.concatenate(keep)), np.sort(np.concatenate(held))
+
+
+def split_hash(split: ImageSplit) -> str:
+    """Content hash of one split: images and labels in order (what stage 1 records)."""
+    return sha256_bytes(split.images.tobytes() + split.labels.astype(np.int64).tobytes())
+
+
+def differing_splits(dataset: ImageDataset, expected: dict[str, str]) -> list[str]:
+    """Names of the splits in ``expected`` (name -> :func:`split_hash`) whose content differs.
+
+    An empty test split is skipped: it is masked for a stage that may not read it.
+    The one check every consumer of stage 1's record makes (stages, DDP ranks,
+    tuning workers); each raises its own error naming what to fix.
+    """
+    return [name for name, digest in expected.items()
+            if not (name == "test" and len(dataset.test) == 0) and split_hash(getattr(dataset, name)) != digest]

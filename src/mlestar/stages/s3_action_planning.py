@@ -12,7 +12,8 @@ from typing import Any
 
 from mlestar.config.schema import MlestarConfig
 from mlestar.stages.common import DATASET_REF, markdown_table
-from mlestar.training.plan import PlanChange, PlanDocument, PlanEstimate, ReasonedPlan, TrainingPlan, describe_changes
+from mlestar.training.plan import (PlanChange, PlanDocument, PlanEstimate, ReasonedPlan, TrainingPlan,
+                                  balanced_class_weights, describe_changes)
 from mlestar.utils.io import atomic_write_text
 from mlestar.workflow.remedies import remedy_changes
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -281,9 +282,7 @@ class ActionPlanning(Stage):
                        changes=[{"field": c.field, "value": c.value} for c in changes])
         plan, params, seconds, notes = fit_constraints(plan, ctx.config, record, spec, probes)
         if plan.training.class_weighting == "balanced":
-            counts = ctx.read_json(ANALYSIS_REF)["class_counts"]["train"]
-            total = sum(counts)
-            weights = [total / (len(counts) * max(c, 1)) for c in counts]
+            weights = balanced_class_weights(ctx.read_json(ANALYSIS_REF)["class_counts"]["train"])
             plan = plan.apply([PlanChange("class_weights", weights, "inverse class frequency (balanced)")])
         doc = PlanDocument(training=plan.training, reasons=plan.reasons, adjustments=[line for line, _ in applied],
                            constraint_fits=notes, estimate=PlanEstimate(params=params, training_seconds=seconds),

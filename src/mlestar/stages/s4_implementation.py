@@ -8,14 +8,9 @@ and ``tensorboard/``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from mlestar.stages.common import DATASET_REF, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
-
-if TYPE_CHECKING:
-    from mlestar.training.plan import TrainingPlan
 
 PLAN_REF = "action_planning/plan.json"
 
@@ -34,14 +29,21 @@ class Implementation(Stage):
         import torch
 
         from mlestar.evaluation.plots import plot_training_curves
+        from mlestar.data.dataset import split_hash
         from mlestar.training import fit, save_model_file, split_to_tensors
+        from mlestar.training.distributed import train_ddp
         from mlestar.training.plan import PlanDocument, architecture, build_model, spec_from_plan
+        from mlestar.training.runtime import configure_torch
 
         plan = PlanDocument.from_json(ctx.read_json(PLAN_REF), source=PLAN_REF).training
         dataset, prep = checked_dataset(ctx)
-        configure_torch(plan, ctx.config.deterministic)
+        configure_torch(plan.num_threads, ctx.config.deterministic)
         if plan.processes > 1:
-            result = train_distributed(ctx, plan, dataset, prep)
+            result = train_ddp(plan, data=ctx.config.data.model_dump(mode="json"), seed=ctx.config.seed,
+                               preprocessing=prep.to_dict(), max_seconds=ctx.config.constraints.max_training_time,
+                               split_hashes={n: split_hash(getattr(dataset, n)) for n in ("train", "val")},
+                               resume=ctx.resume, out_dir=ctx.out_dir, report=ctx.report)
+            ctx.decide("distributed", result.world, f"DDP over {result.world} processes (torchrun)")
         else:
             device = torch.device(plan.device)
             spec = spec_from_plan(plan, max_seconds=ctx.config.constraints.max_training_time)
@@ -68,33 +70,3 @@ class Implementation(Stage):
         return StageResult(metrics=metrics,
                            summary=f"val accuracy {best['val_accuracy']:.2%} at epoch {result.best_epoch}/"
                                    f"{len(result.history)} in {result.training_time:.1f}s")
-
-
-def train_distributed(ctx: StageContext, plan: TrainingPlan, dataset: Any, prep: Any) -> Any:
-    """Train through torchrun with ``plan.processes`` ranks; returns a FitResult."""
-    from mlestar.stages.common import split_hash
-    from mlestar.training.distributed import launch
-    from mlestar.training.loop import FitResult
-    from mlestar.training.plan import build_model
-
-    job = {"plan": plan.to_json(), "data": ctx.config.data.model_dump(mode="json"), "seed": ctx.config.seed,
-           "preprocessing": prep.to_dict(), "max_seconds": ctx.config.constraints.max_training_time,
-           "resume": ctx.resume, "split_hashes": {n: split_hash(getattr(dataset, n)) for n in ("train", "val")}}
-    out = launch(job, ctx.out_dir, plan.processes, ctx.report)
-    ctx.decide("distributed", out["world"], f"DDP over {out['world']} processes (torchrun)")
-    model = build_model(plan)
-    model.load_state_dict(out["state_dict"])
-    return FitResult(model, out["history"], out["best_epoch"], out["training_time"], out["resumed_from"],
-                     out["stopped_early"])
-
-
-def configure_torch(plan: TrainingPlan, deterministic: bool) -> None:
-    """Threads and determinism flags before any model is built."""
-    import torch
-
-    if plan.num_threads:
-        torch.set_num_threads(plan.num_threads)
-    if deterministic:
-        # warn_only: some kernels have no deterministic version; they warn instead of failing the run.
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False

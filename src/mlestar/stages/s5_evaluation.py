@@ -29,31 +29,6 @@ TRAIN_METRICS_REF = "implementation/metrics.json"
 ANALYSIS_REF = "situation_analysis/analysis.json"
 
 
-def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", channels_last: bool = False
-                     ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
-    """Classification metrics on the test split.
-
-    Returns ``(metrics, probabilities, tta_probabilities)``; the last is None
-    without test-time augmentation, and is reported apart from the plain numbers.
-    """
-    import torch
-
-    from mlestar.evaluation.metrics import classification_metrics
-    from mlestar.training.loop import evaluate_logits, split_to_tensors
-    from mlestar.training.tta import tta_logits
-
-    x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    logits = evaluate_logits(model, x, channels_last=channels_last)
-    probs = torch.softmax(logits, 1).numpy()
-    tta_probs = None
-    if tta != "none":
-        views = tta_logits(model, x, tta, channels_last=channels_last, plain_logits=logits)
-        tta_probs = torch.softmax(views, 1).numpy()
-    return classification_metrics(dataset.test.labels, probs, list(dataset.class_names)), probs, tta_probs
-
-
 def brightness_subsets(dataset: Any, probs: np.ndarray, edges: list[float]) -> list[dict[str, Any]]:
     """Accuracy per brightness bucket, with bucket edges taken from stage 1 (train terciles)."""
     from mlestar.data.analysis import bucket, image_stats
@@ -111,6 +86,7 @@ class Evaluation(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         from mlestar.evaluation.efficiency import efficiency_report
+        from mlestar.evaluation.holdout import evaluate_on_test
         from mlestar.training import load_model_file
 
         dataset, prep = checked_dataset(ctx)

@@ -107,7 +107,7 @@ def refine(ctx: StageContext, plan: TrainingPlan, outcome: Outcome) -> Outcome:
     from mlestar.tuning.search import search
     from mlestar.tuning.space import param_changes
     from mlestar.tuning.storage import resolve_storage
-    from mlestar.tuning.trainer import configure_torch
+    from mlestar.training.runtime import configure_torch
 
     config = ctx.config.refinement
     dataset, _ = checked_dataset(ctx)

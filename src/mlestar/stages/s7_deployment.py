@@ -46,7 +46,7 @@ def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple
     evaluated = ctx.read_json(EVAL_REF)
     if not adopted:
         return evaluated["summary"], "stage 5 (same model)"
-    from mlestar.stages.s5_evaluation import evaluate_on_test
+    from mlestar.evaluation.holdout import evaluate_on_test
 
     dataset, prep = checked_dataset(ctx)
     metrics, _, _ = evaluate_on_test(model, dataset, prep)

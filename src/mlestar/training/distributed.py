@@ -55,6 +55,27 @@ def launch(job: dict[str, Any], out_dir: Path, processes: int, report: Callable[
     return load_torch(out_dir / RESULT_FILE)
 
 
+def train_ddp(plan: Any, *, data: dict[str, Any], seed: int, preprocessing: dict[str, Any],
+              split_hashes: dict[str, str], max_seconds: float | None, resume: bool, out_dir: Path,
+              report: Callable[[str], None]) -> Any:
+    """Train ``plan`` (a :class:`~mlestar.training.plan.TrainingPlan`) on ``plan.processes`` ranks.
+
+    The one way in for stage 4 and the refinement's retraining: builds the job,
+    runs it through :func:`launch`, and rebuilds rank 0's model. Returns a
+    :class:`~mlestar.training.loop.FitResult` (``world``: the ranks it ran on).
+    """
+    from mlestar.training.loop import FitResult
+    from mlestar.training.plan import build_model
+
+    job = {"plan": plan.to_json(), "data": data, "seed": seed, "preprocessing": preprocessing,
+           "split_hashes": split_hashes, "max_seconds": max_seconds, "resume": resume}
+    out = launch(job, out_dir, plan.processes, report)
+    model = build_model(plan)
+    model.load_state_dict(out["state_dict"])
+    return FitResult(model, out["history"], out["best_epoch"], out["training_time"], out["resumed_from"],
+                     out["stopped_early"], world=int(out["world"]))
+
+
 def _agree(stop: bool) -> bool:
     """True on every rank when any rank wants to stop (their clocks differ slightly)."""
     import torch.distributed as dist
@@ -76,12 +97,12 @@ def _load_data(job: dict[str, Any]) -> tuple[Any, Any]:
     from mlestar.config.schema import DataConfig
     from mlestar.data.dataset import Preprocessing
     from mlestar.data.sources import load_dataset
-    from mlestar.stages.common import split_hash
+    from mlestar.data.dataset import differing_splits
 
     dataset = load_dataset(DataConfig.model_validate(job["data"]), job["seed"])
-    for name in ("train", "val"):
-        if split_hash(getattr(dataset, name)) != job["split_hashes"][name]:
-            raise TrainingError(f"rank sees a different {name} split than stage 1 recorded")
+    for name in differing_splits(dataset, job["split_hashes"]):
+        raise TrainingError(f"rank sees a different {name} split than stage 1 recorded",
+                            hint="every rank must read the same data: check data.path on this machine")
     return dataset, Preprocessing.from_dict(job["preprocessing"])
 
 

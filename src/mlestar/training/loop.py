@@ -44,6 +44,7 @@ class FitResult:
     resumed_from: int = 0
     stopped_early: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    world: int = 1  # processes it trained on (DDP ranks)
 
 
 def split_to_tensors(split: ImageSplit, prep: Preprocessing, device: torch.device
@@ -78,7 +79,7 @@ def prepare_model(model: nn.Module, train_x: torch.Tensor, spec: TrainSpec) -> n
         model.init_whitening(train_x[:5000])  # 5,000 images estimate a 12x12 covariance well
     if spec.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if train_x.is_cuda:
+    if train_x.is_cuda and not torch.are_deterministic_algorithms_enabled():
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels once
     return model
 

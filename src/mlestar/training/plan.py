@@ -321,3 +321,12 @@ _SPEC_FIELDS = tuple(name for name in _SPEC_DEFAULTS if name in TrainingPlan.mod
 def spec_from_plan(plan: TrainingPlan, *, max_seconds: float | None = None) -> TrainSpec:
     """The :class:`TrainSpec` of a plan; unset recipe fields keep TrainSpec's defaults."""
     return TrainSpec(**{name: plan.setting(name) for name in _SPEC_FIELDS}, max_seconds=max_seconds)
+
+
+def balanced_class_weights(class_counts: list[int]) -> list[float]:
+    """Inverse class frequency, scaled so a balanced set gets 1.0 everywhere.
+
+    What ``class_weighting: balanced`` means, for the planner and for trials alike.
+    """
+    total = sum(class_counts)
+    return [total / (len(class_counts) * max(count, 1)) for count in class_counts]

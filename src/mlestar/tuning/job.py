@@ -208,13 +208,12 @@ def load_job_dataset(job: TuneJob) -> Any:
     Raises:
         TuningError: a split differs (other data, another seed, another cap per class).
     """
+    from mlestar.data.dataset import differing_splits
     from mlestar.data.sources import load_dataset
-    from mlestar.stages.common import split_hash  # the one definition of a split's hash (stage 1 recorded it)
 
     dataset = load_dataset(DataConfig.model_validate(job.data), job.seed).without_test()
-    for name in ("train", "val"):
-        if split_hash(getattr(dataset, name)) != job.split_hashes[name]:
-            raise TuningError(f"the {name} split loaded here differs from the one study {job.study!r} was made for",
-                              hint="point data.path at the same images (and keep seed, val_fraction and "
-                                   "max_per_class as in the run)")
+    for name in differing_splits(dataset, job.split_hashes):
+        raise TuningError(f"the {name} split loaded here differs from the one study {job.study!r} was made for",
+                          hint="point data.path at the same images (and keep seed, val_fraction and "
+                               "max_per_class as in the run)")
     return dataset

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from mlestar.config.schema import ParamSpec
-from mlestar.training.plan import PlanChange, TrainingPlan
+from mlestar.training.plan import PlanChange, TrainingPlan, balanced_class_weights
 
 
 def draw_order(space: Mapping[str, ParamSpec]) -> list[str]:
@@ -69,12 +69,6 @@ def is_continuous(space: Mapping[str, ParamSpec]) -> bool:
     return all(spec.type != "categorical" and not spec.when for spec in space.values())
 
 
-def balanced_weights(class_counts: list[int]) -> list[float]:
-    """Inverse class frequency, scaled so a balanced set gets 1.0 everywhere (as stage 3 plans it)."""
-    total = sum(class_counts)
-    return [total / (len(class_counts) * max(count, 1)) for count in class_counts]
-
-
 def param_changes(params: Mapping[str, Any], class_counts: list[int], reason: str) -> list[PlanChange]:
     """A trial's parameters as typed plan changes, each with ``reason``.
 
@@ -86,7 +80,7 @@ def param_changes(params: Mapping[str, Any], class_counts: list[int], reason: st
     """
     changes = [PlanChange(name, value, reason) for name, value in params.items()]
     if "class_weighting" in params:
-        weights = balanced_weights(class_counts) if params["class_weighting"] == "balanced" else None
+        weights = balanced_class_weights(class_counts) if params["class_weighting"] == "balanced" else None
         changes.append(PlanChange("class_weights", weights, reason))
     return changes
 

@@ -32,7 +32,7 @@ from mlestar.tuning.search import run_phase, worker_command
 from mlestar.tuning.space import space_to_json
 from mlestar.tuning.storage import dashboard_command, redact, resolve_storage
 from mlestar.tuning.study import Counts, join_study, open_study, run_trials
-from mlestar.tuning.trainer import configure_torch
+from mlestar.training.runtime import configure_torch
 from mlestar.utils.io import read_json
 
 Report = Callable[[str], None]

@@ -18,17 +18,6 @@ from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.job import TrialData, TuneJob
 
 
-def configure_torch(threads: int | None, deterministic: bool) -> None:
-    """Intra-op threads (None: leave PyTorch's choice) and deterministic kernels."""
-    import torch
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    if deterministic:
-        # warn_only: a kernel without a deterministic version warns instead of failing the trial
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
 def train_plan(plan: TrainingPlan, data: TrialData, *, epochs: int | None = None, full: bool = False,
                max_seconds: float | None = None,
                on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Any:
@@ -71,16 +60,13 @@ def retrain(plan: TrainingPlan, data: TrialData, job: TuneJob, *, work_dir: Path
 def _distributed(plan: TrainingPlan, job: TuneJob, work_dir: Path, max_seconds: float | None,
                  report: Callable[[str], None]) -> tuple[float, Any]:
     """DDP over ``plan.processes`` ranks (stage 4's launcher); the work folder is removed afterwards."""
-    from mlestar.training.distributed import launch
-    from mlestar.training.plan import build_model
+    from mlestar.training.distributed import train_ddp
 
     work_dir.mkdir(parents=True, exist_ok=True)
     try:
-        out = launch({"plan": plan.to_json(), "data": job.data, "seed": job.seed, "preprocessing": job.preprocessing,
-                      "split_hashes": job.split_hashes, "max_seconds": max_seconds, "resume": False},
-                     work_dir, plan.processes, report)
+        result = train_ddp(plan, data=job.data, seed=job.seed, preprocessing=job.preprocessing,
+                           split_hashes=job.split_hashes, max_seconds=max_seconds, resume=False, out_dir=work_dir,
+                           report=report)
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints and logs of a retrain are not results
-    model = build_model(plan)
-    model.load_state_dict(out["state_dict"])
-    return out["history"][out["best_epoch"] - 1]["val_accuracy"], model
+    return result.history[result.best_epoch - 1]["val_accuracy"], result.model
