@@ -219,8 +219,8 @@ TUNABLE: dict[str, Tunable] = {
     "translate_pad": Tunable("int", 0, 8),
     "lookahead_every": Tunable("int", 0, 1000),
     "optimizer": Tunable("categorical", choices=get_args(OptimizerName)),
-    "augmentation": Tunable("categorical", choices=("none", "flip", "translate", "flip_translate")),
-    "schedule": Tunable("categorical", choices=("onecycle", "triangular", "cosine", "constant")),
+    "augmentation": Tunable("categorical", choices=get_args(AugmentationName)),
+    "schedule": Tunable("categorical", choices=get_args(ScheduleName)),
     "class_weighting": Tunable("categorical", choices=("none", "balanced")),
 }
 
