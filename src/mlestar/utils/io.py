@@ -14,8 +14,9 @@ import json
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from mlestar.utils import faults
 
@@ -24,29 +25,40 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically, creating parent folders.
+@contextmanager
+def _replacing(path: Path) -> Iterator[tuple[int, str]]:
+    """A temp file beside ``path`` (``(fd, name)``) to fill; it replaces ``path`` when the block succeeds.
 
-    Returns the path written. The temp file is removed if anything fails.
+    On any failure the temp file is removed and ``path`` is untouched. Fault
+    points on both sides of the write and between writing and replacing.
     """
-    path = Path(path)
     label = faults.file_label(path)
     faults.point(f"write:{label}:before", path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp creates 0600 files; give the usual umask-derived mode so others can read results.
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield fd, tmp
         faults.point(f"write:{label}:replace", path)  # written, not yet in place
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     faults.point(f"write:{label}:after", path)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically, creating parent folders.
+
+    Returns the path written. The temp file is removed if anything fails.
+    """
+    path = Path(path)
+    with _replacing(path) as (fd, _):
+        # mkstemp creates 0600 files; give the usual umask-derived mode so others can read results.
+        os.fchmod(fd, 0o666 & ~_UMASK)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
     return path
 
 
@@ -62,11 +74,7 @@ def copy_file(source: Path, target: Path) -> Path:
     (a hard link would). Permission bits and mtime are kept, as ``cp -p`` does.
     """
     source, target = Path(source), Path(target)
-    label = faults.file_label(target)
-    faults.point(f"write:{label}:before", target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
+    with _replacing(target) as (fd, tmp):
         with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             try:
                 fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
@@ -75,12 +83,6 @@ def copy_file(source: Path, target: Path) -> Path:
             dst.flush()
             os.fsync(dst.fileno())
         shutil.copystat(source, tmp)
-        faults.point(f"write:{label}:replace", target)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    faults.point(f"write:{label}:after", target)
     return target
 
 
