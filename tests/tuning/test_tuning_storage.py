@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mlestar.errors import TuningError
 from mlestar.tuning import storage as storage_module
-from mlestar.tuning.storage import LOCK_SUFFIX, SCHEMA_ATTEMPTS, creation_lock, is_creation_race, open_storage
+from mlestar.tuning.storage import SCHEMA_ATTEMPTS, creation_lock, is_creation_race, lock_path, open_storage
 
 CONNECTION_HINT = "host, port"
 
@@ -136,7 +136,7 @@ def file_lock_held_elsewhere(tmp_path: Path) -> Iterator[Path]:
     """A SQLite path whose lock file another process holds until the test ends."""
     db = tmp_path / "held.db"
     holder = subprocess.Popen([sys.executable, "-c", "import sys; from filelock import FileLock; "
-                               f"lock = FileLock({str(db) + LOCK_SUFFIX!r}); lock.acquire(); print('held', "
+                               f"lock = FileLock({str(lock_path(f'sqlite:///{db}'))!r}); lock.acquire(); print('held', "
                                "flush=True); sys.stdin.read()"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                               text=True)
     assert holder.stdout is not None and holder.stdout.readline() == "held\n"
@@ -145,7 +145,7 @@ def file_lock_held_elsewhere(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_file_lock_held_too_long_is_reported_as_a_lock(file_lock_held_elsewhere: Path, short_lock: None) -> None:
-    with pytest.raises(TuningError, match="another process has held the lock file .*held.db.mlestar.lock") as info:
+    with pytest.raises(TuningError, match="another process has held the lock file .*mlestar-study-.*\\.lock") as info:
         open_storage(f"sqlite:///{file_lock_held_elsewhere}")
     assert CONNECTION_HINT not in (info.value.hint or "")
 

@@ -13,15 +13,18 @@ worker's process instead (one machine, so it can).
 Workers started together on a fresh storage: Optuna creates a database's tables
 (and stamps ``alembic_version``) on first open, and two processes doing so at
 once collide. :func:`creation_lock` lets one process at a time create the
-tables or a study: an inter-process file lock beside a SQLite or journal file
-(``FILE.mlestar.lock``), a PostgreSQL advisory lock on a server. Schema creation
+tables or a study: an inter-process file lock named after a SQLite or journal
+file, kept in the system's temp folder (a lock is not a result: it must not
+land among a stage's artifacts), a PostgreSQL advisory lock on a server. Schema creation
 is also retried a few times on the errors such a collision raises, which covers
 other databases and processes that are not mlestar (``optuna-dashboard``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import random
+import tempfile
 import threading
 import time
 import warnings
@@ -67,7 +70,6 @@ def dashboard_command(storage: str) -> str:
 
 LOCK_TIMEOUT = 60.0  # seconds to wait for another process creating tables or a study (takes milliseconds)
 SCHEMA_ATTEMPTS = 5  # opens of a database whose tables another process is creating at the same moment
-LOCK_SUFFIX = ".mlestar.lock"  # not Optuna's ".lock": its journal backend uses that name for its own lock
 PG_LOCK_KEY = 0x6D6C6573746172  # "mlestar": the advisory lock key every mlestar process uses
 _THREAD = threading.local()  # .held: the storages whose server lock this thread holds
 # what a collision with another process creating the same tables raises (SQLite, PostgreSQL, MySQL)
@@ -108,7 +110,7 @@ def creation_lock(storage: str) -> Iterator[None]:
         TuningError: the file's folder is missing or not writable, the server
             cannot be reached, or the lock is held past :data:`LOCK_TIMEOUT`.
     """
-    path = _lock_path(storage)
+    path = lock_path(storage)
     if path is not None:
         with _file_lock(path, storage):
             yield
@@ -131,26 +133,35 @@ def _held_server_locks() -> set[str]:
     return _THREAD.held
 
 
-def _lock_path(storage: str) -> Path | None:
-    """The lock file beside a journal or SQLite file; None for servers and in-memory SQLite."""
+def lock_path(storage: str) -> Path | None:
+    """The creation lock of a journal or SQLite file; None for servers and in-memory SQLite.
+
+    In the temp folder, named by a hash of the file's absolute path, so every
+    process on this machine that opens the same file takes the same lock.
+    """
     if is_journal(storage):
-        return Path(storage + LOCK_SUFFIX)
-    if storage.startswith("sqlite"):
-        database = _url(storage).database
-        return Path(database + LOCK_SUFFIX).resolve() if database and database != ":memory:" else None
-    return None
+        database = storage
+    elif storage.startswith("sqlite"):
+        database = _url(storage).database or ""
+        if not database or database == ":memory:":
+            return None
+    else:
+        return None
+    key = hashlib.sha256(str(Path(database).resolve()).encode()).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"mlestar-study-{key}.lock"
 
 
 @contextmanager
 def _file_lock(path: Path, storage: str) -> Iterator[None]:
     from filelock import FileLock, Timeout
 
-    if not path.parent.is_dir():
-        raise TuningError(f"the folder {path.parent} of the study storage {redact(storage)} does not exist",
+    folder = Path(_url(storage).database or "").parent if storage.startswith("sqlite") else Path(storage).parent
+    if not folder.is_dir():
+        raise TuningError(f"the folder {folder} of the study storage {redact(storage)} does not exist",
                           hint="create the folder, or give --storage a file in an existing folder")
     # singleton: one lock object per file in this process, so taking it again nests instead of waiting on itself;
     # a waiter looks every 10 ms (the holder needs a few hundred at most, so handovers stay quick)
-    lock = FileLock(str(path), is_singleton=True)
+    lock = FileLock(str(path), is_singleton=True, mode=0o666)  # 0o666: other users' workers share it
     try:
         lock.acquire(timeout=LOCK_TIMEOUT, poll_interval=0.01)
     except Timeout:
