@@ -267,13 +267,14 @@ def test_settings_are_checked() -> None:
 
 
 class Held:
-    """The bundle's runner behind a gate: once armed, each call records its size and waits for release.
+    """The bundle's runner behind a gate: once ``armed``, each call records its size and waits for ``released``.
 
-    Warm-up calls (before :meth:`arm`) pass straight through, so the app gets ready.
+    Warm-up calls (before ``armed`` is set) pass straight through, so the app gets ready.
     """
 
     def __init__(self, loaded: LoadedBundle) -> None:
-        self.loaded, self.sizes = loaded, []
+        self.loaded = loaded
+        self.sizes: list[int] = []  # images in each call made while armed
         self.armed, self.released = threading.Event(), threading.Event()
 
     def bundle(self) -> LoadedBundle:

@@ -9,7 +9,7 @@ shows only its own traffic. Exposed series:
 | ``mlestar_requests_total`` | counter | route, status | HTTP requests answered |
 | ``mlestar_request_latency_seconds`` | histogram | route | time from request to response |
 | ``mlestar_batch_size`` | histogram | | images per model call |
-| ``mlestar_queue_depth`` | gauge | | requests waiting for a model call (``max_queue`` refuses beyond it) |
+| ``mlestar_queue_depth`` | gauge | | requests waiting for a model call: queued, or gathering a batch |
 | ``mlestar_errors_total`` | counter | kind | refused or failed requests (kinds: :data:`ERROR_KINDS`) |
 | ``mlestar_predictions_total`` | counter | label | predicted classes |
 | ``mlestar_drift_score`` | gauge | | drift score (``NaN`` until it can be computed) |
