@@ -15,6 +15,7 @@ import uvicorn
 from mlestar.config.catalog import STAGE_ORDER, stage_folder
 from mlestar.dashboard import create_app
 from mlestar.dashboard.security import LOOPBACK_NAMES
+from mlestar.workflow.liveness import owner_record
 from plan_helpers import legacy_plan_json
 
 
@@ -28,7 +29,11 @@ def synthetic_run(runs_dir: Path, run_id: str, *, status: str = "passed", create
                   project: str = "synthetic", metrics: dict[str, float] | None = None,
                   gates: list[dict[str, Any]] | None = None, stages: dict[str, dict[str, Any]] | None = None,
                   config: dict[str, Any] | None = None) -> Path:
-    """A run folder with run.json and config.json only, shaped like the runner writes them."""
+    """A run folder with run.json and config.json only, shaped like the runner writes them.
+
+    A ``running`` run names this test process as its owner, so readers see it as
+    alive (running) rather than interrupted, for as long as the test runs.
+    """
     run_dir = runs_dir / run_id
     done = {name: {"status": "passed", "attempts": 1, "duration": 1.0} for name in STAGE_ORDER}
     write_json(run_dir / "config.json", config or {"project": {"name": project},
@@ -39,7 +44,8 @@ def synthetic_run(runs_dir: Path, run_id: str, *, status: str = "passed", create
         "ended": None if status == "running" else created + 60, "config_hash": "0" * 64, "config_path": None,
         "stages": {**done, **(stages or {})}, "metrics": metrics if metrics is not None else {"test_accuracy": 0.95},
         "gates": gates or [], "gate_failures": {}, "adjustments": [], "loopbacks": [],
-        "audit": {"count": 0, "head": None}, "failure": None})
+        "audit": {"count": 0, "head": None}, "failure": None,
+        **({"owner": owner_record()} if status == "running" else {})})
     return run_dir
 
 
@@ -90,21 +96,32 @@ def tree_snapshot(root: Path) -> dict[str, tuple[int, int]]:
             if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
 
 
+SERVER_DEADLINE_S = 60.0  # bounds a server that never starts or stops; it takes milliseconds
+
+
 @contextmanager
 def serving(runs_dir: Path, token: str | None = None) -> Iterator[str]:
-    """Serve the dashboard over ``runs_dir`` on a free loopback port; yields the base URL."""
+    """Serve the dashboard over ``runs_dir`` on a free loopback port; yields the base URL once it listens."""
     app = create_app(runs_dir, token=token, allowed_hosts=LOOPBACK_NAMES)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
     try:
+        _wait_started(server, thread)
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
-        thread.join(timeout=10)
+        thread.join(timeout=SERVER_DEADLINE_S)
         sock.close()
+    assert not thread.is_alive(), f"the dashboard server did not stop within {SERVER_DEADLINE_S:.0f} s"
+
+
+def _wait_started(server: uvicorn.Server, thread: threading.Thread) -> None:
+    """Return once uvicorn says it is serving (its ``started`` flag); fail if it died or never does."""
+    deadline = time.monotonic() + SERVER_DEADLINE_S
+    while not server.started:
+        assert thread.is_alive(), "the dashboard server thread exited before it started serving"
+        assert time.monotonic() < deadline, f"the dashboard server did not start within {SERVER_DEADLINE_S:.0f} s"
+        time.sleep(0.01)

@@ -2,12 +2,17 @@
 
 Skipped, with the reason shown, when Chromium or Playwright is missing. Screenshots
 land in test-artifacts/dashboard/.
+
+Every check of what the page shows is an auto-retrying ``expect`` (or follows a
+wait for that very element): pages render after their fetches resolve, so a read
+right after waiting for some other element races the render. Waits are bounded by
+a generous :data:`WAIT_MS`, which only ends a test that would otherwise hang.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import time
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,8 +33,12 @@ def _missing() -> str | None:
     return None
 
 
+WAIT_MS = 60_000  # Playwright's defaults (5 s for expect) are guesses at this machine's speed
+
 if _missing() is None:
     from playwright.sync_api import expect
+
+    expect.set_options(timeout=WAIT_MS)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(_missing() is not None, reason=f"E2E skipped: {_missing()}")]
 Runs = tuple[Path, str, str]
@@ -50,6 +59,7 @@ def browser() -> Iterator[Any]:
 def page(browser: Any) -> Iterator[Any]:
     """A fresh page that fails the test on any script error."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(WAIT_MS)
     tab = context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -74,33 +84,39 @@ def test_list_then_run_shows_seven_stages_and_the_failed_then_passed_gate(page: 
                                                                            dash_runs: Runs) -> None:
     _, _, gated = dash_runs
     page.goto(base_url)
-    page.wait_for_selector("table.runs tbody tr")
-    assert page.locator("table.runs tbody tr").count() == 2
+    expect(page.locator("table.runs tbody tr")).to_have_count(2)
     shot(page, "01-runs-list")
     page.click(f"a.run-link:text-is('{gated}')")
-    page.wait_for_selector("svg.pipeline .stage-node")
-    assert page.locator("svg.pipeline .stage-node").count() == 7
-    status = page.locator(".stage-node[data-stage='implementation'] .node-status").text_content()
-    assert status == "passed · 2 attempts"
+    expect(page.locator("svg.pipeline .stage-node")).to_have_count(7)
+    expect(page.locator(".stage-node[data-stage='implementation'] .node-status")).to_have_text("passed · 2 attempts")
     edge = page.locator("svg.pipeline .loopback")
-    assert (edge.get_attribute("data-from"), edge.get_attribute("data-to")) == ("implementation", "action_planning")
+    expect(edge).to_have_attribute("data-from", "implementation")
+    expect(edge).to_have_attribute("data-to", "action_planning")
     rows = page.locator("[data-testid=gates-table] tbody tr")
-    assert rows.count() == 2
-    assert "failed" in rows.nth(0).text_content() and "increase_epochs" in rows.nth(0).text_content()
-    assert "passed" in rows.nth(1).text_content()
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("failed")
+    expect(rows.nth(0)).to_contain_text("increase_epochs")
+    expect(rows.nth(1)).to_contain_text("passed")
     shot(page, "02-run-overview")
+
+
+def _line_through(points: int) -> re.Pattern[str]:
+    """An SVG path ``d`` that moves to one point and draws lines to ``points - 1`` more."""
+    return re.compile(rf"^M[^ML]*(?:L[^ML]*){{{points - 1}}}$")
+
+
+FOUR_POINTS = _line_through(4)  # four epochs
 
 
 def test_training_curves_are_svg_charts_with_hover_values(page: Any, base_url: str, dash_runs: Runs) -> None:
     _, _, gated = dash_runs
     page.goto(f"{base_url}/runs/{gated}#implementation")
-    page.wait_for_selector("figure.chart svg path.line")
-    assert page.locator("figure.chart").count() == 3
-    path = page.locator("figure[data-chart=accuracy] path.line").first.get_attribute("d")
-    assert path.startswith("M") and path.count("L") == 3  # four epochs
+    expect(page.locator("figure.chart")).to_have_count(3)
+    expect(page.locator("figure[data-chart=accuracy] path.line").first).to_have_attribute("d", FOUR_POINTS)
     page.locator("figure[data-chart=accuracy] rect.overlay").hover()
     tip = page.locator("figure[data-chart=accuracy] g.tooltip")
-    assert tip.get_attribute("visibility") == "visible" and "val accuracy:" in tip.text_content()
+    expect(tip).to_have_attribute("visibility", "visible")
+    expect(tip).to_contain_text("val accuracy:")
     shot(page, "03-training-curves")
 
 
@@ -116,24 +132,23 @@ def test_stage_panels_show_plots_tables_and_bundle(page: Any, base_url: str, das
     page.wait_for_selector("[data-testid=trials] tbody tr")
     page.click("a[data-tab=deployment]")
     page.wait_for_selector("[data-testid=parity] tbody tr")
-    assert "manifest.json" in page.locator("[data-testid=bundle]").text_content()
+    expect(page.locator("[data-testid=bundle]")).to_contain_text("manifest.json")
     shot(page, "05-deployment")
 
 
 def test_lineage_and_audit_then_follow_an_artifact_link(page: Any, base_url: str, dash_runs: Runs) -> None:
     _, _, gated = dash_runs
     page.goto(f"{base_url}/runs/{gated}#audit")
-    page.wait_for_selector("[data-testid=audit-verdict]")
-    assert page.locator("[data-testid=audit-verdict]").text_content().startswith("chain verified")
+    expect(page.locator("[data-testid=audit-verdict]")).to_have_text(re.compile(r"^\s*chain verified"))
     page.click("a[data-tab=lineage]")
-    page.wait_for_selector("svg.lineage .artifact-node")
     page.click("svg.lineage .artifact-node[data-path='03_action_planning/plan.json']")
     card = page.locator("[data-testid=artifact-card]")
-    assert "action_planning" in card.text_content() and "implementation" in card.text_content()
+    expect(card).to_contain_text("action_planning")
+    expect(card).to_contain_text("implementation")
     shot(page, "06-lineage")
     page.click("[data-testid=lineage-table] a:text-is('03_action_planning/plan.json')")
     page.wait_for_url("**/files/03_action_planning/plan.json")
-    assert "increase_epochs (gate epochs_completed >= 4)" in page.locator("pre").first.text_content()
+    expect(page.locator("pre").first).to_contain_text("increase_epochs (gate epochs_completed >= 4)")
 
 
 def test_compare_two_runs_from_the_list(page: Any, base_url: str, dash_runs: Runs) -> None:
@@ -142,10 +157,10 @@ def test_compare_two_runs_from_the_list(page: Any, base_url: str, dash_runs: Run
     for box in page.locator("table.runs tbody input[type=checkbox]").all():
         box.check()
     page.click("#compare-button")
-    page.wait_for_selector("[data-testid=compare-config]")
-    assert page.locator("[data-testid=compare-config] tr.differs[data-key=gates]").count() == 1
-    assert page.locator("[data-testid=compare-metrics] tr.differs[data-metric=epochs_completed] td.best").count() == 1
-    assert page.locator("[data-testid=compare-config] tr.same").first.is_hidden()
+    expect(page.locator("[data-testid=compare-config] tr.differs[data-key=gates]")).to_have_count(1)
+    expect(page.locator("[data-testid=compare-metrics] tr.differs[data-metric=epochs_completed] td.best")
+           ).to_have_count(1)
+    expect(page.locator("[data-testid=compare-config] tr.same").first).to_be_hidden()
     shot(page, "07-compare")
 
 
@@ -156,46 +171,40 @@ def test_run_data_is_shown_as_text_never_run_as_markup(page: Any, tmp_path: Path
     write_json(run / "01_situation_analysis" / "dataset.json", {"class_names": names, "splits": {}})
     with serving(runs_dir) as url:
         page.goto(url)
-        page.wait_for_selector("table.runs tbody tr")
-        assert page.locator("table.runs tbody tr td").nth(3).text_content() == "<img src=x onerror=alert(1)>"
+        expect(page.locator("table.runs tbody tr td").nth(3)).to_have_text("<img src=x onerror=alert(1)>")
         page.goto(f"{url}/runs/xss#situation_analysis")
-        page.wait_for_selector("[data-testid=class-names] .chip")
-        assert page.locator("[data-testid=class-names] .chip").all_text_contents() == names
-        assert page.locator("main script, main b, main img[src=x]").count() == 0
+        expect(page.locator("[data-testid=class-names] .chip")).to_have_text(names)
+        expect(page.locator("main script, main b, main img[src=x]")).to_have_count(0)
         shot(page, "08-escaping")
 
 
-def test_a_running_run_updates_within_seconds(page: Any, tmp_path: Path) -> None:
+def test_a_running_run_updates_without_a_reload(page: Any, tmp_path: Path) -> None:
+    # The page polls every few seconds (POLL_MS in run.js); how soon it shows the new epoch
+    # depends on the machine, so the test waits for the update itself, bounded by WAIT_MS.
     runs_dir = tmp_path / "runs"
     run_dir = running_run(runs_dir, "live", epochs_done=2, planned=5)
     with serving(runs_dir) as url:
         page.goto(f"{url}/runs/live#implementation")
-        page.wait_for_selector("[data-testid=curve-status]")
-        assert page.locator("[data-testid=curve-status]").text_content().startswith("live: epoch 2 of 5")
+        status = page.locator("[data-testid=curve-status]")
+        expect(status).to_have_text(re.compile(r"^\s*live: epoch 2 of 5"))
+        expect(page.locator("figure[data-chart=loss] path.line").first).to_have_attribute("d", _line_through(2))
         write_checkpoint(run_dir, 4)
-        started = time.monotonic()
-        expect(page.locator("[data-testid=curve-status]")).to_contain_text("live: epoch 4 of 5", timeout=8000)
-        assert time.monotonic() - started < 8
-        path = page.locator("figure[data-chart=loss] path.line").first.get_attribute("d")
-        assert path.count("L") == 3
+        expect(status).to_have_text(re.compile(r"^\s*live: epoch 4 of 5"))
+        expect(page.locator("figure[data-chart=loss] path.line").first).to_have_attribute("d", FOUR_POINTS)
         shot(page, "09-live")
 
 
 def test_500_runs_render_a_page_at_a_time(page: Any, tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     make_runs(runs_dir, 500)
-    with serving(runs_dir) as url:
-        started = time.monotonic()
+    with serving(runs_dir) as url:  # how fast: benchmarks/dashboard_list.py, not a wall-clock bound here
         page.goto(url)
-        page.wait_for_selector("table.runs tbody tr")
-        elapsed = time.monotonic() - started
-        assert page.locator("table.runs tbody tr").count() == 50
-        assert page.locator("[data-testid=range]").text_content() == "1–50 of 500"
+        expect(page.locator("table.runs tbody tr")).to_have_count(50)
+        expect(page.locator("[data-testid=range]")).to_have_text("1–50 of 500")
         page.select_option("#filter-status", "failed")
         expect(page.locator("[data-testid=range]")).to_have_text("1–50 of 125")
         page.click("button.sort[data-sort=primary_value]")
         page.wait_for_selector("th[aria-sort=descending] button[data-sort=primary_value]")
-        assert elapsed < 5
         shot(page, "10-500-runs")
 
 

@@ -1,15 +1,19 @@
-"""The runs list with 500 runs: fast answers, filtering, sorting and paging on the server."""
+"""The runs list with 500 runs: cached summaries, filtering, sorting and paging on the server.
+
+How fast the list answers is measured by ``benchmarks/dashboard_list.py``, not asserted here:
+a wall-clock bound would fail on a loaded machine and prove nothing on a fast one.
+"""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from dashboard_helpers import make_runs, synthetic_run
 from fastapi.testclient import TestClient
 
-from mlestar.dashboard import create_app
+from mlestar.dashboard import create_app, runs
 from mlestar.dashboard.runs import RunIndex, RunQuery
 
 @pytest.fixture(scope="module")
@@ -19,43 +23,52 @@ def many_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return runs_dir
 
 
-def timed_get(client: TestClient, url: str, **params: object) -> tuple[dict, float]:
-    started = time.perf_counter()
+def get_json(client: TestClient, url: str, **params: object) -> dict:
     response = client.get(url, params=params)
     assert response.status_code == 200
-    return response.json(), time.perf_counter() - started
+    return response.json()
 
 
-def test_500_runs_are_listed_well_under_a_second(many_runs: Path) -> None:
+def test_500_runs_are_summarized_once_then_served_from_the_cache(many_runs: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    summarized: list[str] = []
+
+    def counting(run_dir: Path, data: dict[str, Any], now: float) -> runs.RunSummary:
+        summarized.append(run_dir.name)
+        return real(run_dir, data, now)
+
+    real = runs.summarize
+    monkeypatch.setattr(runs, "summarize", counting)
     client = TestClient(create_app(many_runs))
-    cold, cold_s = timed_get(client, "/api/runs")
-    warm, warm_s = timed_get(client, "/api/runs")
-    print(f"500 runs: first answer {cold_s * 1000:.0f} ms, cached {warm_s * 1000:.0f} ms")
-    assert cold["total"] == 500 and len(cold["runs"]) == 50
-    assert cold_s < 1.0 and warm_s < 0.3
+    cold = get_json(client, "/api/runs")
+    assert len(summarized) == 500 and cold["total"] == 500 and len(cold["runs"]) == 50
+    summarized.clear()
+    warm = get_json(client, "/api/runs")
+    # only running runs are read again (their process can die without touching run.json): 125 of 500
+    assert len(summarized) == 125 and all(int(name[-3:]) % 4 == 2 for name in summarized)
     assert warm == cold | {"runs": warm["runs"]}
     assert sum(cold["statuses"].values()) == 500 and cold["statuses"]["running"] == 125
 
 
 def test_filters_by_status_and_text(many_runs: Path) -> None:
     client = TestClient(create_app(many_runs))
-    failed, _ = timed_get(client, "/api/runs", status="failed", limit=500)
+    failed = get_json(client, "/api/runs", status="failed", limit=500)
     assert failed["total"] == 125 and {r["status"] for r in failed["runs"]} == {"failed"}
-    text, _ = timed_get(client, "/api/runs", q="PROJ3", limit=500)
+    text = get_json(client, "/api/runs", q="PROJ3", limit=500)
     assert text["total"] == 100 and {r["project"] for r in text["runs"]} == {"proj3"}
-    both, _ = timed_get(client, "/api/runs", q="run-01", status="passed")
+    both = get_json(client, "/api/runs", q="run-01", status="passed")
     assert [r["run_id"] for r in both["runs"]] == ["run-016", "run-012"]
 
 
 def test_sorts_by_any_column_with_missing_values_last(many_runs: Path) -> None:
     client = TestClient(create_app(many_runs))
-    best, _ = timed_get(client, "/api/runs", sort="primary_value", order="desc", limit=500)
+    best = get_json(client, "/api/runs", sort="primary_value", order="desc", limit=500)
     values = [r["primary"]["value"] for r in best["runs"]]
     present = [v for v in values if v is not None]
     assert present == sorted(present, reverse=True) and values[len(present):] == [None] * (500 - len(present))
-    oldest, _ = timed_get(client, "/api/runs", sort="created", order="asc", limit=3)
+    oldest = get_json(client, "/api/runs", sort="created", order="asc", limit=3)
     assert [r["run_id"] for r in oldest["runs"]] == ["run-000", "run-001", "run-002"]
-    by_failures, _ = timed_get(client, "/api/runs", sort="gates_failed", order="desc", limit=1)
+    by_failures = get_json(client, "/api/runs", sort="gates_failed", order="desc", limit=1)
     assert by_failures["runs"][0]["gates_failed"] == 1
 
 
@@ -63,7 +76,7 @@ def test_pages_through_all_runs(many_runs: Path) -> None:
     client = TestClient(create_app(many_runs))
     seen = []
     for offset in range(0, 500, 120):
-        page, _ = timed_get(client, "/api/runs", offset=offset, limit=120)
+        page = get_json(client, "/api/runs", offset=offset, limit=120)
         seen += [r["run_id"] for r in page["runs"]]
     assert len(seen) == len(set(seen)) == 500
 

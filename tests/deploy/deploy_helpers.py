@@ -128,8 +128,11 @@ def header_only_png(width: int, height: int) -> bytes:
 
 
 @contextlib.contextmanager
-def serving(app: Any, timeout: float = 20.0) -> Iterator[Any]:
-    """A started TestClient for ``app``, returned once ``/ready`` says the warm-up is done."""
+def serving(app: Any, timeout: float = 60.0) -> Iterator[Any]:
+    """A started TestClient for ``app``, returned once ``/ready`` says the warm-up is done.
+
+    ``timeout`` only bounds a warm-up that never ends; a tiny model warms up in milliseconds.
+    """
     from fastapi.testclient import TestClient
 
     with TestClient(app) as client:

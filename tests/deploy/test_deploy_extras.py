@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
-import time
+from typing import Iterable
 
 import numpy as np
 import pytest
 import yaml
 
+from mlestar.deploy import benchmark
 from mlestar.deploy.benchmark import benchmark_runner, best_throughput, latency, machine, throughput, tile
 from mlestar.deploy.extras import AlertThresholds, render_alerts, requirements_txt
 from mlestar.deploy.metrics import ERROR_KINDS
@@ -57,15 +58,55 @@ def test_tile_repeats_images_to_the_batch_size() -> None:
     assert tile(images, 2).shape == (2, 1, 1, 1)
 
 
-def test_latency_and_throughput_measure_the_runner() -> None:
-    def sleepy(batch: np.ndarray) -> np.ndarray:
-        time.sleep(0.002)
-        return np.zeros((len(batch), 2), np.float32)
+class FakeClock:
+    """Stands in for the ``time`` module of mlestar.deploy.benchmark: time passes only inside the fake model.
 
-    timed = latency(sleepy, np.zeros((1, 1, 2, 2), np.float32), repeats=10)
-    assert 0.002 <= timed["p50"] <= timed["p95"] < 0.5
-    rate = throughput(sleepy, np.zeros((32, 1, 2, 2), np.float32), budget_s=0.05)
-    assert 32 / 0.5 < rate <= 32 / 0.002  # each call of 32 images takes at least 2 ms
+    So the measurements are exact numbers, whatever this machine's speed or load.
+    """
+
+    def __init__(self) -> None:
+        self.now, self.calls = 0.0, 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def model(self, durations: Iterable[float]) -> benchmark.Runner:
+        """A runner whose successive calls take ``durations`` seconds of fake time."""
+        steps = iter(durations)
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            self.now += next(steps)
+            self.calls += 1
+            return np.zeros((len(batch), 2), np.float32)
+
+        return run
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(benchmark, "time", fake)
+    return fake
+
+
+def test_latency_times_each_call_after_an_untimed_warm_up(clock: FakeClock) -> None:
+    # a 1 s first call, then calls of 1/256 ... 10/256 s (exact in binary)
+    run = clock.model([1.0] + [k / 256 for k in range(1, 11)])
+    timed = latency(run, np.zeros((1, 1, 2, 2), np.float32), repeats=10)
+    assert timed == {"p50": pytest.approx(5.5 / 256), "p95": pytest.approx(9.55 / 256)}  # numpy's linear percentiles
+    assert clock.calls == 11
+
+
+def test_throughput_is_images_over_the_time_of_the_timed_calls(clock: FakeClock) -> None:
+    batch = np.zeros((32, 1, 2, 2), np.float32)
+    # warm-up 1 s (not counted), then 1/256 s a call: 13 calls cross the 0.05 s budget (12/256 < 0.05 <= 13/256)
+    rate = throughput(clock.model([1.0] + [1 / 256] * 100), batch, budget_s=0.05)
+    assert rate == pytest.approx(32 * 256) and clock.calls == 1 + 13
+
+
+def test_throughput_times_at_least_three_calls(clock: FakeClock) -> None:
+    rate = throughput(clock.model([1.0, 0.5, 0.25, 0.25, 99.0]), np.zeros((4, 1, 2, 2), np.float32), budget_s=0.0)
+    assert rate == pytest.approx(3 * 4 / 1.0) and clock.calls == 4
 
 
 def test_benchmark_runner_reports_both_batch_sizes() -> None:

@@ -64,6 +64,7 @@ class MicroBatcher:
         self._infer, self._on_batch, self._max_queue = infer, on_batch, max_queue
         self._queue: asyncio.Queue[_Request] | None = None
         self._carry: _Request | None = None  # taken from the queue but did not fit the last group
+        self._forming: list[_Request] = []  # the group waiting for company, not yet handed to the model
         self._active: list[_Request] = []  # the group the model is computing now
         self._worker: asyncio.Task[None] | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -71,6 +72,15 @@ class MicroBatcher:
     @property
     def running(self) -> bool:
         return self._worker is not None and not self._worker.done()
+
+    @property
+    def waiting(self) -> int:
+        """Requests accepted and not yet in a model call: queued, carried over, or gathering company.
+
+        A request larger than ``max_batch_size`` counts once per chunk, as ``max_queue`` counts them.
+        """
+        queued = self._queue.qsize() if self._queue is not None else 0
+        return queued + len(self._forming) + (self._carry is not None)
 
     async def start(self) -> None:
         """Start the worker on the running event loop (idempotent)."""
@@ -121,15 +131,20 @@ class MicroBatcher:
 
     async def _work(self) -> None:
         while True:
-            group = await self._collect()
+            await self._collect()
+            group, self._forming = self._forming, []
             await self._run(group)
 
-    async def _collect(self) -> list[_Request]:
-        """The next group: the oldest request plus whatever fits before the deadline."""
+    async def _collect(self) -> None:
+        """Gather the next group in ``_forming``: the oldest request plus whatever fits before the deadline.
+
+        The group lives on the batcher, not in a local, so :meth:`stop` can fail
+        its requests when it cancels the worker while the group waits for company.
+        """
         assert self._queue is not None
         first = self._carry or await self._queue.get()
         self._carry = None
-        group, size = [first], len(first.images)
+        self._forming, size = [first], len(first.images)
         deadline = asyncio.get_running_loop().time() + self.max_wait_s
         while size < self.max_batch_size:
             nxt = await self._next_before(deadline)
@@ -138,9 +153,8 @@ class MicroBatcher:
             if size + len(nxt.images) > self.max_batch_size:
                 self._carry = nxt  # starts the next group, ahead of anything queued after it
                 break
-            group.append(nxt)
+            self._forming.append(nxt)
             size += len(nxt.images)
-        return group
 
     async def _next_before(self, deadline: float) -> _Request | None:
         """A queued request at once, else the first to arrive before ``deadline``, else None."""
@@ -185,10 +199,10 @@ class MicroBatcher:
             start = end
 
     def _fail_waiting(self, exc: Exception) -> None:
-        pending = [*self._active, *([self._carry] if self._carry else [])]
+        pending = [*self._active, *self._forming, *([self._carry] if self._carry else [])]
         while self._queue is not None and not self._queue.empty():
             pending.append(self._queue.get_nowait())
-        self._carry, self._active = None, []
+        self._carry, self._active, self._forming = None, [], []
         self._fail(pending, exc)
 
     @staticmethod

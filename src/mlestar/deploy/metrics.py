@@ -9,6 +9,7 @@ shows only its own traffic. Exposed series:
 | ``mlestar_requests_total`` | counter | route, status | HTTP requests answered |
 | ``mlestar_request_latency_seconds`` | histogram | route | time from request to response |
 | ``mlestar_batch_size`` | histogram | | images per model call |
+| ``mlestar_queue_depth`` | gauge | | requests waiting for a model call: queued, or gathering a batch |
 | ``mlestar_errors_total`` | counter | kind | refused or failed requests (kinds: :data:`ERROR_KINDS`) |
 | ``mlestar_predictions_total`` | counter | label | predicted classes |
 | ``mlestar_drift_score`` | gauge | | drift score (``NaN`` until it can be computed) |
@@ -52,6 +53,8 @@ class ServeMetrics:
         self.errors = Counter("mlestar_errors", "requests refused or failed, by kind", ["kind"], registry=registry)
         self.predictions = Counter("mlestar_predictions", "predicted classes", ["label"], registry=registry)
         self.ready = Gauge("mlestar_ready", "1 once the model is loaded and warmed up", registry=registry)
+        # Rising depth warns of overload before max_queue turns requests away with 503.
+        self.queue_depth = Gauge("mlestar_queue_depth", "requests waiting for a model call", registry=registry)
         self._gauges(monitor, model, version, runtime, precision, channels)
         for kind in ERROR_KINDS:
             self.errors.labels(kind)  # every kind exists at 0, so rate() sees its first error

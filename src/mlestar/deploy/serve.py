@@ -208,6 +208,7 @@ class _Server:
         self.batcher = MicroBatcher(bundle.runner, max_batch_size=settings.max_batch_size,
                                     max_wait_s=settings.max_wait_ms / 1000, max_queue=settings.max_queue,
                                     on_batch=self.metrics.batch_size.observe)
+        self.metrics.queue_depth.set_function(lambda: self.batcher.waiting)  # read when scraped
         self._ready: asyncio.Event | None = None
         self._warm_up_task: asyncio.Task[None] | None = None
         self.failure: str | None = None
