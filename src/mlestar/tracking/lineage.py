@@ -80,8 +80,16 @@ class LineageDB:
 
     lock_timeout_s: float = 30.0  # how long a writer waits for another process's transaction
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, writer: bool = True) -> None:
+        """Open (creating if needed) the database at ``path``.
+
+        ``writer=False`` is for readers (``mlestar lineage``, the dashboard): the
+        file is left exactly as it is unless an older mlestar wrote it and a
+        column must be added first.
+        """
         self.path = Path(path)
+        if not writer and self.path.exists() and not self._needs_migration():
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -89,10 +97,16 @@ class LineageDB:
         with self._connect("open") as conn:
             conn.executescript(_SCHEMA)
             _migrate(conn)
-            # write once now (the same value back): a read-only or locked database fails here,
-            # before any run folder exists, not halfway through a run
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            conn.execute(f"PRAGMA user_version = {int(version)}")
+            if writer:
+                # write once now (the same value back): a read-only or locked database fails
+                # here, before any run folder exists, not halfway through a run
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+
+    def _needs_migration(self) -> bool:
+        with self._read() as conn:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(artifacts)")}
+        return "mtime_ns" not in columns
 
     @contextmanager
     def _connect(self, op: str, stage: str | None = None) -> Iterator[sqlite3.Connection]:

@@ -53,7 +53,7 @@ def verify_run_audit(run_dir: Path) -> AuditVerification:
 def lineage(run_dir: Path, artifact: str | None = None) -> dict[str, Any]:
     """Artifacts of a run (or one artifact) with producer and consumers."""
     run_dir = Path(run_dir)
-    db = LineageDB(run_dir.parent / LINEAGE_FILE)
+    db = LineageDB(run_dir.parent / LINEAGE_FILE, writer=False)
     run_id = run_dir.name
     artifacts = db.artifacts(run_id)
     consumed = db.consumed_by(run_id)
