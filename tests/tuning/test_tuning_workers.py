@@ -1,12 +1,13 @@
 """Worker processes killed mid-trial (SIGKILL): their trial is marked FAIL, never lost, and the study finishes.
 
 Real ``python -m mlestar tune`` processes on the shared tiny run. A kill lands
-inside a trial by construction, not by making trials long: the test stops the
-process (SIGSTOP) once it sees a trial of it running, confirms in the storage
-that the trial is still running, and only then kills it; a trial that finished
-meanwhile lets the process continue to its next one. Correct at any machine
-speed; trials stay short. What needs no separate process (preparing,
-continuing) runs in this one: each process pays for importing torch.
+inside a trial by construction, not by making trials long or polling fast: the
+doomed worker runs with a fault point armed (``MLESTAR_FAULTS=stop@trial:running...``)
+and stops itself (SIGSTOP) inside its N-th trial, right after the trial is
+recorded RUNNING with its worker; the test waits for the stop, confirms the
+trial in the storage, and kills the process. Correct at any machine speed.
+What needs no separate process (preparing, continuing) runs in this one: each
+process pays for importing torch.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -23,6 +24,7 @@ from typer.testing import CliRunner
 
 from mlestar.cli.app import app
 from mlestar.tuning.storage import creation_lock
+from mlestar.utils import faults
 from tune_helpers import spawn, unique_study, write_config
 
 LR = {"learning_rate": {"type": "float", "low": 0.01, "high": 0.2, "log": True}}
@@ -71,33 +73,38 @@ def running_trial(trials: list[FrozenTrial], pid: int) -> int | None:
     return mine[0] if mine else None
 
 
-def kill_inside_a_trial(proc: subprocess.Popen[bytes], reader: StudyReader, log: Path,
-                        ready: Callable[[list[FrozenTrial]], bool] = lambda trials: True) -> int:
-    """SIGKILL ``proc`` while a trial of it is RUNNING (once ``ready(trials)``); returns the trial's number."""
+def stop_inside(trial: int) -> dict[str, str]:
+    """Environment that makes a worker stop itself inside its ``trial``-th trial (1 = its first)."""
+    return {faults.ENV: f"stop@trial:running:-:before#{trial}"}
+
+
+def kill_inside_a_trial(proc: subprocess.Popen[bytes], reader: StudyReader, log: Path) -> int:
+    """Wait until ``proc`` stopped itself inside a trial; SIGKILL it; returns the trial's number."""
     end = time.time() + DEADLINE
-    while time.time() < end:
-        assert proc.poll() is None, f"process {proc.pid} exited before a trial of it was caught:\n{log.read_text()}"
-        trials = reader.trials()
-        number = running_trial(trials, proc.pid) if trials and ready(trials) else None
-        if number is None:
-            time.sleep(0.02)
-            continue
-        proc.send_signal(signal.SIGSTOP)  # frozen: the trial cannot finish between this look and the kill
-        frozen = reader.trials()
-        if frozen is not None and frozen[number].state == TrialState.RUNNING:
-            kill(proc)
-            return number
-        proc.send_signal(signal.SIGCONT)  # it finished (or the file was locked): catch the next one
-    raise AssertionError(f"no trial of process {proc.pid} caught running in {DEADLINE:.0f} s:\n{log.read_text()}")
+    while not _stopped(proc.pid):
+        assert proc.poll() is None, f"process {proc.pid} exited before it stopped in a trial:\n{log.read_text()}"
+        assert time.time() < end, f"process {proc.pid} never stopped in a trial in {DEADLINE:.0f} s:\n" \
+                                  f"{log.read_text()}"
+        time.sleep(0.02)
+    trials = reader.trials()
+    assert trials is not None
+    number = running_trial(trials, proc.pid)
+    assert number is not None, "the stopped worker has no RUNNING trial"
+    kill(proc)
+    return number
+
+
+def _stopped(pid: int) -> bool:
+    """Whether the process is stopped (state T in /proc), as a fault point leaves it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+    except (OSError, IndexError):
+        return False
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.send_signal(signal.SIGKILL)  # a stopped process dies too
     proc.wait(timeout=30)
-
-
-def any_complete(trials: list[FrozenTrial]) -> bool:
-    return any(t.state == TrialState.COMPLETE for t in trials)
 
 
 def assert_nothing_lost(before: dict[int, Any], after: dict[int, Any], killed: int, target: int) -> None:
@@ -115,9 +122,9 @@ def test_tune_continues_a_killed_study_with_nothing_lost(tiny_run: Path, tmp_pat
     out.mkdir()
     reader = StudyReader(f"sqlite:///{out / 'study.db'}", study)
     args = ("tune", str(config), "--run", str(tiny_run), "--out", str(out), "--study", study)
-    first = spawn(*args, log=tmp_path / "first.log")
+    first = spawn(*args, log=tmp_path / "first.log", env=stop_inside(trial=2))  # after one trial completed
     try:
-        killed = kill_inside_a_trial(first, reader, tmp_path / "first.log", ready=any_complete)
+        killed = kill_inside_a_trial(first, reader, tmp_path / "first.log")
     finally:
         if first.poll() is None:
             kill(first)
@@ -137,7 +144,7 @@ def test_two_workers_on_postgres_finish_a_study_when_one_is_killed(tiny_run: Pat
     assert prepared.exit_code == 0, prepared.output
     reader = StudyReader(postgres_url, study)
     worker = ("tune", "--worker", "--study", study, "--storage", postgres_url, "--threads", "1")
-    doomed = spawn(*worker, log=tmp_path / "doomed.log")
+    doomed = spawn(*worker, log=tmp_path / "doomed.log", env=stop_inside(trial=1))
     survivor = spawn(*worker, log=tmp_path / "survivor.log")
     try:
         killed = kill_inside_a_trial(doomed, reader, tmp_path / "doomed.log")

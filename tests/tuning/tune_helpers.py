@@ -47,8 +47,8 @@ def mlestar(*args: str, env: dict[str, str] | None = None, timeout: float = 240,
                           timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO, **popen)
 
 
-def spawn(*args: str, log: Path) -> subprocess.Popen[bytes]:
-    """Start ``python -m mlestar ARGS`` in the background, output to ``log``."""
+def spawn(*args: str, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start ``python -m mlestar ARGS`` in the background, output to ``log``; ``env`` adds variables."""
     with open(log, "wb") as out:
         return subprocess.Popen([sys.executable, "-m", "mlestar", *args], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=REPO)
+                                cwd=REPO, env={**os.environ, **(env or {})})

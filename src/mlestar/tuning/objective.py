@@ -18,6 +18,7 @@ import socket
 from typing import Any, Callable
 
 from mlestar.errors import TrainingError
+from mlestar.utils import faults
 from mlestar.training.plan import TrainingPlan
 from mlestar.tuning.job import TrialData, TuneJob
 from mlestar.tuning.space import apply_params, suggest_params
@@ -49,6 +50,8 @@ class Objective:
 
     def __call__(self, trial: Any) -> float:
         trial.set_user_attr("worker", worker_identity())
+        # the trial is RUNNING in the storage and names its worker: where a test can stop or kill a worker
+        faults.point("trial:running:-:before")
         params = {**self.job.fixed, **suggest_params(trial, self.specs)}
         plan = apply_params(self.job.plan, params, self.data.class_counts)
         trial.set_user_attr("plan_params", params)
