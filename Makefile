@@ -10,8 +10,10 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	# torch first, by plain pip: it resolves to the machine's local wheel where one is provided.
-	$(BIN)/python -m pip install --quiet "torch>=2.4" "torchvision>=0.19"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# --no-compile: Python compiles what is imported, on first import; compiling every file of
+	# torch up front took 37 s of a 97 s install on the 2-core dev machine (docs/benchmarks.md).
+	$(BIN)/python -m pip install --quiet --no-compile "torch>=2.4" "torchvision>=0.19"
+	$(BIN)/python -m pip install --quiet --no-compile -e ".[dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)

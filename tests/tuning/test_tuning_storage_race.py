@@ -3,7 +3,8 @@
 Four real processes per round (forked after this one imported and warmed up
 Optuna, SQLAlchemy and Alembic, so a child costs a fork, not an import),
 released together by a barrier, each doing what ``mlestar tune`` does first:
-open the storage and create or continue the study. Twenty rounds per backend,
+open the storage and create or continue the study. Twenty rounds per file backend
+(and on PostgreSQL with ``-m slow``; five in the fast suite),
 each on a storage no one has opened before: a SQLite file, a journal file, a
 new PostgreSQL schema. Before the creation lock, every SQLite round failed
 (``table studies already exists``, ``UNIQUE constraint failed:
@@ -31,6 +32,9 @@ from mlestar.tuning.study import JOB_ATTR, SIGNATURE_ATTR, open_study
 from tune_helpers import fake_job, unique_study
 
 ROUNDS, WORKERS = 20, 4
+# PostgreSQL failed from its first round before the lock, and a round there costs 1 s: 5 in the
+# fast suite, the full 20 with -m slow
+SERVER_ROUNDS = 5
 FORK = multiprocessing.get_context("fork")  # a forked child starts with the parent's imports
 
 
@@ -76,13 +80,14 @@ def reader(storage: str) -> Any:
     return optuna.storages.RDBStorage(storage, skip_compatibility_check=True, skip_table_creation=True)
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "journal", "postgres"])
+@pytest.mark.parametrize("kind,rounds", [("sqlite", ROUNDS), ("journal", ROUNDS), ("postgres", SERVER_ROUNDS),
+                                         pytest.param("postgres", ROUNDS, marks=pytest.mark.slow)])
 def test_workers_opening_a_fresh_storage_at_once_all_start_and_share_one_study(
-        kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        kind: str, rounds: int, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     fresh = {"sqlite": fresh_sqlite, "journal": fresh_journal}.get(kind)
     storages = fresh(tmp_path) if fresh else request.getfixturevalue("fresh_postgres")
     open_study(fake_job(f"sqlite:///{tmp_path / 'warm.db'}", "warm"))  # imports everything before the forks
-    for n in range(ROUNDS):
+    for n in range(rounds):
         storage, study = storages(n), unique_study("race")
         outcomes = open_at_once(storage, study)
         assert [status for status, _ in outcomes] == ["ok"] * WORKERS, f"round {n}: {outcomes}"

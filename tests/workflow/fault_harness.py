@@ -78,3 +78,21 @@ def run_quietly(runs_dir: str, spec: str) -> None:
 
     faults.configure(spec)
     run_workflow(LoadedConfig(config=build_config(FAULT_RUN)), RunOptions(runs_dir=Path(runs_dir)))
+
+
+def run_cli(args: list[str], spec: str, log: str) -> None:
+    """A forkserver child's target: ``mlestar ARGS`` with ``spec`` armed, output to ``log``; exits with its code.
+
+    The same command a user types, without a new interpreter importing torch.
+    """
+    from mlestar.cli.app import app
+
+    faults.configure(spec)
+    out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    try:
+        app(args, prog_name="mlestar")
+    except SystemExit as done:
+        os._exit(int(done.code or 0))
+    os._exit(0)

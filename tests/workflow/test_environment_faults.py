@@ -12,8 +12,6 @@ import pwd
 import shutil
 import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -24,7 +22,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from fault_harness import context, run_quietly
+from fault_harness import context, run_cli, run_quietly
 from mlestar.cli.app import app
 from mlestar.tracking.audit import read_records
 from mlestar.tracking.lineage import LineageDB
@@ -198,22 +196,23 @@ def wait_until_stopped(pid: int, timeout: float = 300) -> None:
 
 
 def test_sigterm_ends_a_run_cleanly_and_it_resumes(tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    env = {**os.environ, faults.ENV: "stop@audit:stage_started:implementation:after"}
-    proc = subprocess.Popen([sys.executable, "-m", "mlestar", "run", str(config_file(tmp_path)),
-                             "--runs-dir", str(runs)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    runs, log = tmp_path / "runs", tmp_path / "run.log"
+    args = ["run", str(config_file(tmp_path)), "--runs-dir", str(runs)]
+    proc = context().Process(target=run_cli, args=(args, "stop@audit:stage_started:implementation:after", str(log)))
+    proc.start()
     try:
         wait_until_stopped(proc.pid)
         [state] = list_runs(runs)
         assert state.status == "running"  # frozen, but alive: its lock is held
-        proc.send_signal(signal.SIGTERM)
-        proc.send_signal(signal.SIGCONT)
-        output = proc.communicate(timeout=300)[0].decode()
+        os.kill(proc.pid, signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.join(300)
     finally:
-        if proc.poll() is None:
+        if proc.is_alive():
             proc.kill()
-    assert proc.returncode == 143, output
-    assert "Traceback" not in output
+    output = log.read_text()
+    assert proc.exitcode == 143, output
+    assert "Traceback" not in output and "terminated (SIGTERM)" in output
     state = RunState.load(runs / state.run_id)
     assert state.status == "interrupted" and state.stage("implementation")["status"] == "interrupted"
     events = [r for r in read_records(runs / state.run_id / "audit.jsonl") if r["event"] == "run_interrupted"]
