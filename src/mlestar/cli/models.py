@@ -8,7 +8,6 @@ import typer
 from rich.table import Table
 
 from mlestar.cli.common import console, guarded
-from mlestar.evaluation.model_summary import summarize_all
 
 
 def register(app: typer.Typer) -> None:
@@ -20,6 +19,8 @@ def register(app: typer.Typer) -> None:
         classes: Annotated[int, typer.Option(min=2, help="output classes")] = 10,
     ) -> None:
         """List registered models, built at their default width for the given input."""
+        from mlestar.evaluation.model_summary import summarize_all  # torch: only for this command
+
         table = Table("model", "width", "params", "GFLOPs/image", "fp32 size", "description")
         for row in summarize_all(image_size=image_size, in_channels=channels, num_classes=classes):
             table.add_row(row.name, str(row.width), f"{row.params:,}", f"{row.flops / 1e9:.3f}",
