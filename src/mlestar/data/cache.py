@@ -43,12 +43,11 @@ from mlestar.config.schema import DataConfig
 from mlestar.data.archive import source_kind, walk_files
 from mlestar.data.dataset import ImageSplit, LoadReport
 from mlestar.errors import DataError
-from mlestar.utils.io import atomic_write_json, read_json, sha256_file, sha256_json
+from mlestar.utils.io import CACHE_ENV, atomic_write_json, read_json, sha256_file, sha256_json, user_cache_dir
 
 # 2: decoding moved to mlestar.data.preprocess; mode I (16-bit PGM/PPM) keeps its top byte instead of
 # being clipped at 255, and float or wider-than-16-bit images are skipped as unreadable.
 CACHE_FORMAT = 2
-CACHE_ENV = "MLESTAR_CACHE_DIR"
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,7 @@ def cache_root(config: DataConfig) -> Path:
     """``data.cache_dir``, else ``$MLESTAR_CACHE_DIR``, else ``~/.cache/mlestar``."""
     if config.cache_dir is not None:
         return Path(config.cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return Path.home() / ".cache" / "mlestar"
+    return user_cache_dir()
 
 
 def content_digest(path: Path) -> str:

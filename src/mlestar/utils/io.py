@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 from mlestar.utils import faults
 
+CACHE_ENV = "MLESTAR_CACHE_DIR"
 _CHUNK = 1 << 20  # 1 MiB reads keep hashing fast without holding big files in memory
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -113,6 +114,13 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def user_cache_dir() -> Path:
+    """``$MLESTAR_CACHE_DIR``, else ``~/.cache/mlestar``: where mlestar keeps what it can recompute."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    return Path.home() / ".cache" / "mlestar"
 
 
 def read_json(path: Path) -> Any:

@@ -11,6 +11,11 @@ must not pay for importing torch.
 Dynamic imports (``importlib.import_module("mlestar.stages")`` in the stage
 registry) are not followed on purpose: the registry loads every stage, and
 no stage's result depends on the others' code.
+
+Parsing about a hundred files costs a second, which a fully cached re-run
+would pay every time; so each file's import list is kept in an index in the
+user cache (``code-imports.json``), keyed by path, mtime and size, as DVC
+keeps file hashes. The fingerprint itself always hashes the files' bytes.
 """
 
 from __future__ import annotations
@@ -19,8 +24,10 @@ import ast
 import hashlib
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from mlestar.errors import StageError
+from mlestar.utils.io import atomic_write_json, read_json, user_cache_dir
 
 PACKAGE = "mlestar"
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # src/mlestar; tests point it at a copy
@@ -28,7 +35,12 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # src/mlestar; tests point i
 
 def module_file(module: str, root: Path | None = None) -> Path | None:
     """The source file of an ``mlestar`` module (``__init__.py`` for a package), or None."""
-    root = root or PACKAGE_ROOT
+    return _module_file(module, root or PACKAGE_ROOT)
+
+
+@lru_cache(maxsize=None)
+def _module_file(module: str, root: Path) -> Path | None:
+    """Memoized: a closure asks about the same few hundred names thousands of times."""
     parts = module.split(".")
     if parts[0] != PACKAGE:
         return None
@@ -58,6 +70,7 @@ def module_closure(module: str, root: Path | None = None) -> list[str]:
         path = module_file(name, root)
         if path is not None:
             pending.extend(_with_parents(_imports(path, name, path.name == "__init__.py")))
+    _save_index()
     return sorted(name for name in seen if module_file(name, root) is not None)
 
 
@@ -92,13 +105,46 @@ def _with_parents(modules: set[str]) -> set[str]:
     return out
 
 
+INDEX_FILE = "code-imports.json"
+_index: dict[str, list[Any]] = {}  # path -> [mtime_ns, size, module, imports]
+_index_state = {"loaded": False, "dirty": False}
+
+
 def _imports(path: Path, module: str, is_package: bool) -> set[str]:
     """Every ``mlestar`` module a file imports, anywhere in it (candidates; the caller keeps real files)."""
-    return set(_parsed_imports(path, path.stat().st_mtime_ns, module, is_package))
+    _load_index()
+    stat = path.stat()
+    entry = _index.get(str(path))
+    if entry and entry[:3] == [stat.st_mtime_ns, stat.st_size, module]:
+        return set(entry[3])
+    found = _parsed_imports(path, module, is_package)
+    _index[str(path)] = [stat.st_mtime_ns, stat.st_size, module, list(found)]
+    _index_state["dirty"] = True
+    return set(found)
 
 
-@lru_cache(maxsize=None)
-def _parsed_imports(path: Path, mtime_ns: int, module: str, is_package: bool) -> tuple[str, ...]:
+def _load_index() -> None:
+    if _index_state["loaded"]:
+        return
+    _index_state["loaded"] = True
+    try:
+        _index.update(read_json(user_cache_dir() / INDEX_FILE))
+    except (OSError, ValueError, TypeError):
+        pass  # no index yet, or a damaged one: parse, and write a new one
+
+
+def _save_index() -> None:
+    """Write the index when it changed; a cache that cannot be written is only slower."""
+    if not _index_state["dirty"]:
+        return
+    try:
+        atomic_write_json(user_cache_dir() / INDEX_FILE, _index)
+        _index_state["dirty"] = False
+    except OSError:
+        pass
+
+
+def _parsed_imports(path: Path, module: str, is_package: bool) -> tuple[str, ...]:
     tree = ast.parse(path.read_bytes(), filename=str(path))
     package = module if is_package else module.rpartition(".")[0]
     found: set[str] = set()
