@@ -543,7 +543,7 @@ def _signatures(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _remove_partial_writes(folder: Path) -> None:
-    """Delete the temp files of atomic writes a kill cut short (``.NAME.XXXX.tmp``): never a result."""
+    """Delete the temp files of atomic writes a kill cut short (``.NAME.<random>.tmp``): never a result."""
     for path in folder.rglob(".*.tmp"):
         path.unlink(missing_ok=True)
 
