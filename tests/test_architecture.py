@@ -7,6 +7,7 @@ The layers, top first (docs/architecture.md shows the same table):
     dashboard                       web UI over runs
     stages                          the seven stages (each may use stages.common, not another stage)
     workflow                        stage contract and registry, runner, cache, gates, state
+    domains                         what differs by problem kind (tables: loading, column typing)
     tuning, deploy                  search; export, bundle, serving
     evaluation                      the test split read once, metrics, plots, efficiency
     training                        typed plan, fit loop, recipes, probes, DDP, torch settings
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mlestar"
-LAYERS = [("__main__",), ("cli",), ("dashboard",), ("stages",), ("workflow",), ("tuning", "deploy"),
+LAYERS = [("__main__",), ("cli",), ("dashboard",), ("stages",), ("workflow",), ("domains",), ("tuning", "deploy"),
           ("evaluation",), ("training",), ("data", "models", "tracking"), ("config",), ("utils", "errors", "__init__")]
 RANK = {name: len(LAYERS) - index for index, names in enumerate(LAYERS) for name in names}
 
