@@ -144,14 +144,18 @@ def test_two_workers_on_postgres_finish_a_study_when_one_is_killed(tiny_run: Pat
     assert prepared.exit_code == 0, prepared.output
     reader = StudyReader(postgres_url, study)
     worker = ("tune", "--worker", "--study", study, "--storage", postgres_url, "--threads", "1")
+    # the survivor starts once the doomed worker holds a trial: started together, the survivor could
+    # finish the whole study before the other one joined (it did once)
     doomed = spawn(*worker, log=tmp_path / "doomed.log", env=stop_inside(trial=1))
-    survivor = spawn(*worker, log=tmp_path / "survivor.log")
+    procs = [doomed]
     try:
         killed = kill_inside_a_trial(doomed, reader, tmp_path / "doomed.log")
         before = reader.snapshot()
+        survivor = spawn(*worker, log=tmp_path / "survivor.log")
+        procs.append(survivor)
         assert survivor.wait(timeout=DEADLINE) == 0, (tmp_path / "survivor.log").read_text()
     finally:
-        for proc in (doomed, survivor):
+        for proc in procs:
             if proc.poll() is None:
                 kill(proc)
     assert_nothing_lost(before, reader.snapshot(), killed, target=4)
