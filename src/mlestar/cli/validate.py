@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         loaded = load_config(config)
         cfg = loaded.config
         console.print(f"{config}: valid (config hash {loaded.hash[:12]})", markup=False)
-        console.print(f"  data: {cfg.data.source}; stages: {', '.join(list_stages())}", markup=False)
+        console.print(f"  data: {cfg.data.source}; stages: {', '.join(list_stages(cfg.domain))}", markup=False)
         for gate in cfg.gates:
             console.print(f"  gate after {gate.stage}: {gate.name}", markup=False)
         for warning in loaded.warnings:

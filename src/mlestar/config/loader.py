@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 
 from mlestar.config.catalog import suggest
 from mlestar.config.legacy import is_legacy, translate_legacy
-from mlestar.config.schema import MlestarConfig
+from mlestar.config.schema import DATA_MODELS, MlestarConfig
 from mlestar.errors import ConfigError
 from mlestar.utils.io import sha256_json
 
@@ -116,19 +116,30 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 def _describe(error: dict[str, Any]) -> str:
     """One line for one pydantic error: the dotted key path, the problem, a suggestion."""
-    loc = tuple(error["loc"])
+    loc = _untag(tuple(error["loc"]))
     path = ".".join(str(part) for part in loc) or "(top level)"
     if error["type"] == "extra_forbidden":
-        known = _fields_at(MlestarConfig, loc[:-1])
+        known = _fields_at(MlestarConfig, loc[:-1], tag=_tag(tuple(error["loc"])))
         return f"{path}: unknown key{suggest(str(loc[-1]), known)}"
     message = error["msg"].removeprefix("Value error, ")
     return f"{path}: {message}"
 
 
-def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+def _tag(loc: tuple[Any, ...]) -> str | None:
+    """The union tag pydantic puts after ``data`` (``images``/``tables``), if any."""
+    return str(loc[1]) if len(loc) > 1 and loc[0] == "data" and loc[1] in DATA_MODELS else None
+
+
+def _untag(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``('data', 'tables', 'foo')`` -> ``('data', 'foo')``: the path as the user wrote it."""
+    return (loc[0], *loc[2:]) if _tag(loc) else loc
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...], tag: str | None = None) -> list[str]:
     """Field names of the section found by walking ``loc`` down from ``model``.
 
-    List indices and mapping keys (``search_space.<name>``) are stepped over.
+    List indices and mapping keys (``search_space.<name>``) are stepped over;
+    ``data`` is the section model of ``tag`` (the source's domain).
     """
     current: Any = model
     skip_key = False
@@ -140,7 +151,8 @@ def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if info is None:
             return []
         skip_key = typing.get_origin(info.annotation) is dict
-        current = _model_in(info.annotation)
+        at_data = part == "data" and current is model
+        current = DATA_MODELS[tag or "images"] if at_data else _model_in(info.annotation)
     return list(current.model_fields) if _is_model(current) else []
 
 

@@ -12,9 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator,
+                      model_validator)
 
-from mlestar.config.catalog import METRICS, REMEDIES, normalize_metric, normalize_stage, suggest, stage_number
+from mlestar.config.catalog import (
+    DEFAULT_PRIMARY, METRICS, REMEDIES, normalize_metric, normalize_stage, stage_number, suggest,
+)
 from mlestar.config.units import UNIT_PARSERS, format_quantity, parse_duration, parse_fraction, parse_latency, parse_size
 
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
@@ -53,6 +56,11 @@ class DataConfig(Section):
     cache_dir: Path | None = Field(None, description="decoded-image cache; default $MLESTAR_CACHE_DIR or "
                                                      "~/.cache/mlestar")
 
+    @property
+    def domain(self) -> str:
+        """The domain that handles this source."""
+        return "images"
+
     @model_validator(mode="after")
     def _path_needed(self) -> DataConfig:
         if self.source == "imagefolder" and self.path is None:
@@ -60,12 +68,89 @@ class DataConfig(Section):
         return self
 
 
-class TaskConfig(Section):
-    """What success means: the primary metric, secondary metrics and targets."""
+ColumnKindName = Literal["numeric", "categorical", "boolean", "datetime", "text", "id"]
+BUILTIN_TABLES = ("breast_cancer", "diabetes", "wine", "iris")
 
-    type: Literal["image_classification"] = "image_classification"
-    primary_metric: MetricName = Field("test_accuracy", description="the metric the project is judged by")
-    secondary_metrics: list[MetricName] = Field(default_factory=lambda: ["macro_f1", "latency_p95"])
+
+class TableDataConfig(Section):
+    """A table (``data.source: table``): one file, or a folder with ``train.*`` and optional ``test.*``."""
+
+    source: Literal["table"]
+    path: Path | None = Field(None, description="CSV, TSV, Parquet or JSON-lines file, or a folder holding "
+                                                "train.<ext> and optionally test.<ext>")
+    dataset: Literal["breast_cancer", "diabetes", "wine", "iris"] | None = Field(
+        None, description="a table scikit-learn ships (offline), instead of path")
+    target: str | None = Field(None, min_length=1, description="column to predict; builtin datasets: 'target'")
+    task: Literal["auto", "binary", "multiclass", "regression"] = Field(
+        "auto", description="auto: two values are binary, a few classes multiclass, many numbers regression")
+    id_columns: list[str] = Field(default_factory=list, description="row labels: kept out of the features")
+    drop_columns: list[str] = Field(default_factory=list, description="columns never used")
+    time_column: str | None = Field(None, description="split by time (latest rows to test), never at random")
+    group_column: str | None = Field(None, description="no group is split across train, validation and test")
+    columns: dict[str, ColumnKindName] = Field(default_factory=dict, description="column -> kind, overriding "
+                                                                                 "inference")
+    val_fraction: float = Field(0.15, gt=0, lt=0.5, description="share of train held out for validation")
+    test_fraction: float = Field(0.2, gt=0, lt=0.5, description="share held out for test when there is no "
+                                                                "test file")
+    max_rows: int | None = Field(None, ge=20, description="sample this many training rows (quick runs)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TableDataConfig:
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("data.source 'table' needs exactly one of data.path (a file or folder) and "
+                             f"data.dataset (one of {', '.join(BUILTIN_TABLES)})")
+        if self.path is not None and self.target is None:
+            raise ValueError("data.target is missing: name the column to predict")
+        if self.time_column and self.group_column:
+            raise ValueError("set data.time_column or data.group_column, not both: a split cannot both follow "
+                             "time and keep groups whole")
+        self._check_roles()
+        return self
+
+    def _check_roles(self) -> None:
+        target = self.target or "target"
+        roles = {"id_columns": self.id_columns, "drop_columns": self.drop_columns,
+                 "time_column": [self.time_column] if self.time_column else [],
+                 "group_column": [self.group_column] if self.group_column else []}
+        for role, names in roles.items():
+            if target in names:
+                raise ValueError(f"data.{role} names the target {target!r}; the target cannot be {role}")
+
+    @property
+    def domain(self) -> str:
+        """The domain that handles this source."""
+        return "tables"
+
+    @property
+    def target_name(self) -> str:
+        """The target column (builtin datasets call it ``target``)."""
+        return self.target or "target"
+
+
+def _data_kind(value: Any) -> str:
+    source = value.get("source") if isinstance(value, dict) else getattr(value, "source", None)
+    return "tables" if source == "table" else "images"
+
+
+AnyDataConfig = Annotated[
+    Annotated[DataConfig, Tag("images")] | Annotated[TableDataConfig, Tag("tables")],
+    Discriminator(_data_kind),
+]
+DATA_MODELS: dict[str, type[BaseModel]] = {"images": DataConfig, "tables": TableDataConfig}
+
+
+class TaskConfig(Section):
+    """What success means: the primary metric, secondary metrics and targets.
+
+    Unset metrics follow the domain: images are judged by test accuracy, tables
+    by ROC AUC (binary), accuracy (multiclass) or RMSE (regression).
+    """
+
+    type: Literal["image_classification", "tabular"] | None = Field(
+        None, description="None: follows data.source (table: tabular, else image_classification)")
+    primary_metric: MetricName | None = Field(None, description="the metric the project is judged by; "
+                                                                "None: the domain's default")
+    secondary_metrics: list[MetricName] | None = Field(None, description="None: the domain's defaults")
     targets: dict[MetricName, float | str] = Field(default_factory=dict, description="metric -> target value")
 
     @field_validator("targets")
@@ -439,7 +524,7 @@ class MlestarConfig(Section):
     project: ProjectConfig = Field(default_factory=ProjectConfig)
     seed: int = Field(0, ge=0, description="seeds Python, NumPy and PyTorch")
     deterministic: bool = Field(True, description="ask PyTorch for deterministic kernels")
-    data: DataConfig = Field(default_factory=DataConfig)
+    data: AnyDataConfig = Field(default_factory=DataConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
     gates: list[GateConfig] = Field(default_factory=list)
@@ -449,6 +534,35 @@ class MlestarConfig(Section):
     refinement: RefinementConfig = Field(default_factory=RefinementConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)
 
+    @property
+    def domain(self) -> str:
+        """``images`` or ``tables``: the domain whose stages run this config."""
+        return "tables" if isinstance(self.data, TableDataConfig) else "images"
+
+    @property
+    def table_task(self) -> str | None:
+        """The table's declared task; None for images and for ``auto`` (inferred in stage 1)."""
+        task = getattr(self.data, "task", None)
+        return None if task in (None, "auto") else task
+
+    @model_validator(mode="after")
+    def _task_fits_domain(self) -> MlestarConfig:
+        expected = "tabular" if self.domain == "tables" else "image_classification"
+        if self.task.type not in (None, expected):
+            raise ValueError(f"task.type {self.task.type!r} does not fit data.source {self.data.source!r}; "
+                             f"use {expected!r} or leave it out")
+        task = self.table_task
+        default = DEFAULT_PRIMARY["images" if self.domain == "images" else task] if (
+            self.domain == "images" or task) else None  # an inferred task gets its default in stage 2
+        secondary = self.task.secondary_metrics
+        if secondary is None:
+            secondary = ["macro_f1", "latency_p95"] if self.domain == "images" else ["latency_p95"]
+        object.__setattr__(self.task, "type", expected)
+        object.__setattr__(self.task, "primary_metric", self.task.primary_metric or default)
+        object.__setattr__(self.task, "secondary_metrics", secondary)
+        check_metric_domain(self, task)
+        return self
+
     @field_validator("remedies")
     @classmethod
     def _known_remedies(cls, value: list[str]) -> list[str]:
@@ -456,3 +570,23 @@ class MlestarConfig(Section):
             if name not in REMEDIES:
                 raise ValueError(f"unknown remedy {name!r}{suggest(name, REMEDIES)}")
         return value
+
+
+def check_metric_domain(config: MlestarConfig, task: str | None) -> None:
+    """Every metric the config names (primary, secondary, targets, gates) exists in its domain and task.
+
+    ``task`` is None while the table's task is ``auto``: stage 2 repeats the check once it is inferred.
+
+    Raises:
+        ValueError: naming the key, the metric and the metrics that fit.
+    """
+    named = [("task.primary_metric", config.task.primary_metric)]
+    named += [("task.secondary_metrics", m) for m in config.task.secondary_metrics or []]
+    named += [("task.targets", m) for m in config.task.targets]
+    named += [(f"gates[{i}].metric", g.metric) for i, g in enumerate(config.gates)]
+    for key, metric in named:
+        if metric is None or METRICS[metric].applies(config.domain, task):
+            continue
+        fitting = [m for m, spec in METRICS.items() if spec.applies(config.domain, task)]
+        what = f"{config.domain}" + (f" ({task})" if task else "")
+        raise ValueError(f"{key}: {metric!r} is not produced for {what}{suggest(metric, fitting)}")

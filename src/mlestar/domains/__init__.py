@@ -1,7 +1,60 @@
-"""Problem domains behind one seam (see DOMAINS.md in the shared notes): images today, tables next.
+"""Problem domains behind one seam (see DOMAINS.md in the shared notes): images and tables.
 
-Each domain brings its data loading, analysis, models and evaluation; the
-seven stages, runner, tracking and serving stay domain-neutral. The image
-code still lives in the layers below (``data``, ``training``, ...); tables
-start here with loading and column typing.
+The runner asks the config's domain three things: check the data source
+before a run starts (:func:`preflight`), fingerprint its content cheaply
+(:func:`data_fingerprint`) and load it once (:func:`load_dataset`). Everything
+else a domain does lives in its seven stages, registered per domain
+(:data:`mlestar.workflow.stage.STAGE_MODULES`). Image code still lives in the
+layers below (``data``, ``training``, ...); table code lives in
+:mod:`mlestar.domains.tables`. Both are imported lazily, so a run of one
+domain never loads the other's libraries.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mlestar.errors import MlestarError
+
+
+def preflight(data: Any) -> None:
+    """Refuse a source that cannot load, before anything is written.
+
+    Raises:
+        MlestarError: unknown source, missing path, or a file its fingerprint cannot read.
+    """
+    if data.domain == "images":
+        from mlestar.data.sources import create_source
+
+        create_source(data.source)  # raises with the registered names when the source is unknown
+        if data.path is not None and not Path(data.path).exists() and not data.download:
+            raise MlestarError(f"data path {data.path} does not exist",
+                               hint="fix data.path in the config (a folder, .tar, .tar.gz or .zip)")
+    elif data.path is not None and not Path(data.path).exists():
+        raise MlestarError(f"data path {data.path} does not exist",
+                           hint="fix data.path in the config (a CSV, TSV, Parquet or JSON-lines file, or a "
+                                "folder holding train.<ext> and optionally test.<ext>)")
+    data_fingerprint(data)  # each source checks its own input here (an archive that is not one)
+
+
+def data_fingerprint(data: Any) -> str:
+    """Cheap fingerprint of the configured data's content (no decoding, no parsing)."""
+    if data.domain == "images":
+        from mlestar.data.sources import data_fingerprint as image_fingerprint
+
+        return image_fingerprint(data)
+    from mlestar.domains.tables.dataset import table_fingerprint
+
+    return table_fingerprint(data)
+
+
+def load_dataset(data: Any, seed: int) -> Any:
+    """The run's dataset, split: an ``ImageDataset`` or a ``TableDataset``."""
+    if data.domain == "images":
+        from mlestar.data.sources import load_dataset as load_images
+
+        return load_images(data, seed)
+    from mlestar.domains.tables.dataset import load_table_dataset
+
+    return load_table_dataset(data, seed)

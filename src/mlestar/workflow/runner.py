@@ -20,7 +20,8 @@ from typing import Any, Callable
 
 from mlestar.config import LoadedConfig, build_config, config_hash
 from mlestar.config.catalog import STAGE_ORDER, stage_folder
-from mlestar.data.sources import create_source, data_fingerprint, load_dataset
+from mlestar.domains import data_fingerprint, load_dataset
+from mlestar.domains import preflight as check_source
 from mlestar.errors import MlestarError, StageError, from_os_error
 from mlestar.tracking.audit import AuditTrail
 from mlestar.tracking.environment import capture_environment
@@ -80,12 +81,7 @@ def preflight(loaded: LoadedConfig) -> None:
 
     Raises :class:`MlestarError` before anything is written.
     """
-    data = loaded.config.data
-    create_source(data.source)  # raises with the registered names when the source is unknown
-    if data.path is not None and not Path(data.path).exists() and not data.download:
-        raise MlestarError(f"data path {data.path} does not exist",
-                           hint="fix data.path in the config (a folder, .tar, .tar.gz or .zip)")
-    data_fingerprint(data)  # each source checks its own input here (an archive that is not one)
+    check_source(loaded.config.data)
 
 
 class Runner:
@@ -99,7 +95,6 @@ class Runner:
     def __init__(self, loaded: LoadedConfig, options: RunOptions) -> None:
         self.options = options
         self.report = options.report
-        self.stages = list_stages()
         self._dataset: Any = None
         self._lock: RunLock | None = None
         self._current: str | None = None
@@ -108,6 +103,11 @@ class Runner:
         else:
             preflight(loaded)
             self._create_new(loaded)
+
+    @property
+    def stages(self) -> list[str]:
+        """The stages of the config's domain, in workflow order."""
+        return list_stages(self.config.domain)
 
     # set-up ------------------------------------------------------------------
     def _create_new(self, loaded: LoadedConfig) -> None:
@@ -297,7 +297,7 @@ class Runner:
 
     # one stage ---------------------------------------------------------------
     def _run_or_skip(self, name: str, *, forced: bool) -> None:
-        stage = create_stage(name)
+        stage = create_stage(name, self.config.domain)
         fingerprint = self._fingerprint(stage)
         hit = None if forced or not self.options.use_cache else self._cache_hit(stage, fingerprint)
         if hit is not None:

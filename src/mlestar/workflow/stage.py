@@ -122,9 +122,12 @@ class Stage(ABC):
         reads_test: True when the stage may see the test split; for every other stage
             ``ctx.dataset()`` has an empty test split, so no choice can depend on it.
         uses_torch: False when the stage never imports torch (the runner then skips seeding it).
+        domain: the domain whose runs it serves (``images``, ``tables``): each domain registers
+            all seven stages, and the runner takes the ones of the config's domain.
     """
 
     name: ClassVar[str]
+    domain: ClassVar[str] = "images"
     title: ClassVar[str]
     config_paths: ClassVar[tuple[str, ...]] = ()
     inputs: ClassVar[tuple[str, ...]] = ()
@@ -144,8 +147,11 @@ class Stage(ABC):
 
     @classmethod
     def metrics(cls) -> tuple[str, ...]:
-        """Metrics this stage produces, from the catalog."""
-        return tuple(name for name, spec in METRICS.items() if spec.stage == cls.name)
+        """Metrics this stage produces for its domain, from the catalog.
+
+        A table stage reports every one of them; those its run's task lacks are ``None``.
+        """
+        return tuple(name for name, spec in METRICS.items() if spec.stage == cls.name and cls.domain in spec.domains)
 
     @classmethod
     def code_hash(cls) -> str:
@@ -175,53 +181,64 @@ def config_fingerprint(config: MlestarConfig, paths: tuple[str, ...]) -> str:
 
 
 # registry ------------------------------------------------------------------
-_STAGES: dict[str, type[Stage]] = {}
+_STAGES: dict[tuple[str, str], type[Stage]] = {}
+DOMAINS: tuple[str, ...] = ("images", "tables")
 
 
 def register_stage(cls: type[Stage]) -> type[Stage]:
-    """Class decorator adding a stage to the registry under ``cls.name``."""
+    """Class decorator adding a stage to the registry under ``(cls.domain, cls.name)``."""
     if cls.name not in STAGE_ORDER:
         raise StageError(f"stage class {cls.__name__} has unknown name {cls.name!r}")
-    _STAGES[cls.name] = cls
+    if cls.domain not in DOMAINS:
+        raise StageError(f"stage class {cls.__name__} has unknown domain {cls.domain!r}")
+    _STAGES[(cls.domain, cls.name)] = cls
     return cls
 
 
 # The modules the registry loads, by name: each registers its stage on import. Named as strings,
 # not imported, so the registry (a lower layer) does not depend on the stages' code.
-STAGE_MODULES = (
-    "mlestar.stages.s1_situation_analysis",
-    "mlestar.stages.s2_task_definition",
-    "mlestar.stages.s3_action_planning",
-    "mlestar.stages.s4_implementation",
-    "mlestar.stages.s5_evaluation",
-    "mlestar.stages.s6_refinement",
-    "mlestar.stages.s7_deployment",
-)
+STAGE_MODULES: dict[str, tuple[str, ...]] = {
+    "images": (
+        "mlestar.stages.s1_situation_analysis",
+        "mlestar.stages.s2_task_definition",
+        "mlestar.stages.s3_action_planning",
+        "mlestar.stages.s4_implementation",
+        "mlestar.stages.s5_evaluation",
+        "mlestar.stages.s6_refinement",
+        "mlestar.stages.s7_deployment",
+    ),
+    "tables": tuple(f"mlestar.stages.tables.s{i}_{name}" for i, name in enumerate(STAGE_ORDER, start=1)),
+}
 
 
-def _ensure_loaded() -> None:
-    for module in STAGE_MODULES:
+def _ensure_loaded(domain: str) -> None:
+    if domain not in STAGE_MODULES:
+        raise StageError(f"unknown domain {domain!r}{suggest(domain, list(STAGE_MODULES))}")
+    for module in STAGE_MODULES[domain]:
         importlib.import_module(module)
 
 
-def list_stages() -> list[str]:
-    """Registered stage names in workflow order."""
-    _ensure_loaded()
-    return [name for name in STAGE_ORDER if name in _STAGES]
+def list_stages(domain: str = "images") -> list[str]:
+    """Names of the stages registered for ``domain``, in workflow order."""
+    _ensure_loaded(domain)
+    return [name for name in STAGE_ORDER if (domain, name) in _STAGES]
 
 
-def create_stage(name: str) -> Stage:
-    """Instantiate the stage registered as ``name``."""
-    _ensure_loaded()
-    if name not in _STAGES:
-        raise StageError(f"unknown stage {name!r}{suggest(name, list(_STAGES))}")
-    return _STAGES[name]()
+def create_stage(name: str, domain: str = "images") -> Stage:
+    """Instantiate the stage registered as ``name`` for ``domain``."""
+    return stage_class(name, domain)()
 
 
-def stage_class(name: str) -> type[Stage]:
-    """The registered class for ``name`` (no instance)."""
-    _ensure_loaded()
-    return _STAGES[name]
+def stage_class(name: str, domain: str = "images") -> type[Stage]:
+    """The registered class for ``name`` in ``domain`` (no instance).
+
+    Raises:
+        StageError: no such stage, with the closest name.
+    """
+    _ensure_loaded(domain)
+    if (domain, name) not in _STAGES:
+        raise StageError(f"unknown stage {name!r}{suggest(name, list(STAGE_ORDER))}")
+    return _STAGES[(domain, name)]
 
 
 def dumps_canonical(obj: Any) -> str:
