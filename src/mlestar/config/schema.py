@@ -452,6 +452,27 @@ def check_continuous(space: dict[str, ParamSpec]) -> None:
                              "('when'); use sampler: tpe")
 
 
+class TablesConfig(Section):
+    """How table models are fitted (read only when ``data.source`` is ``table``)."""
+
+    learner: Literal["auto", "lightgbm", "xgboost", "catboost", "hist_gradient_boosting", "linear"] = Field(
+        "auto", description="auto: LightGBM when its measured fit fits the budget, else the linear baseline")
+    cv_folds: int = Field(0, ge=0, le=20, description="k-fold cross-validation on train before the final fit "
+                                                      "(out-of-fold scores recorded); 0: none")
+    early_stopping_rounds: int = Field(50, ge=1, description="rounds without validation improvement before "
+                                                             "boosting stops")
+    n_jobs: int = Field(0, ge=0, le=256, description="threads per fit; 0: all cores")
+    params: dict[str, Any] = Field(default_factory=dict, description="learner parameters over its defaults")
+    ensemble: bool = Field(True, description="stage 6 tries a soft-voting ensemble of the best distinct trials")
+
+    @field_validator("cv_folds")
+    @classmethod
+    def _folds(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("cv_folds: 1 fold is no cross-validation; use 0 (none) or 2 and more")
+        return value
+
+
 class EvaluationConfig(Section):
     """Stage 5 options beyond what it always reports."""
 
@@ -530,6 +551,7 @@ class MlestarConfig(Section):
     gates: list[GateConfig] = Field(default_factory=list)
     remedies: list[str] = Field(default_factory=lambda: list(REMEDIES), description="remedies the runner may use")
     training: TrainingConfig = Field(default_factory=TrainingConfig)
+    tables: TablesConfig = Field(default_factory=TablesConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     refinement: RefinementConfig = Field(default_factory=RefinementConfig)
     deployment: DeploymentConfig = Field(default_factory=DeploymentConfig)

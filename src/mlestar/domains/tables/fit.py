@@ -36,7 +36,7 @@ class FitOutcome:
 
 
 def fit_plan(plan: TablePlan, train: Any, val: Any, class_names: tuple[str, ...], *, n_jobs: int = 1,
-             seed: int | None = None) -> FitOutcome:
+             seed: int | None = None, callbacks: list[Any] | None = None) -> FitOutcome:
     """Fit ``plan`` on the ``train`` frame, stopping early on ``val``; score it on ``val``."""
     started = time.perf_counter()
     model = TableModel(pipeline=None, plan=plan, class_names=class_names)
@@ -48,7 +48,7 @@ def fit_plan(plan: TablePlan, train: Any, val: Any, class_names: tuple[str, ...]
                                else seed, n_jobs=n_jobs)
     report = fit_learner(plan.learner, estimator, preprocess.transform(x_train), y_train,
                          preprocess.transform(x_val), y_val, early_stopping_rounds=plan.early_stopping_rounds,
-                         sample_weight=_weights(plan, y_train))
+                         sample_weight=_weights(plan, y_train), callbacks=callbacks)
     model.pipeline = _assemble(preprocess, estimator)
     seconds = time.perf_counter() - started
     return FitOutcome(model, report, seconds, score_all(plan.task, val[plan.target].to_numpy(), model.scores(val)))

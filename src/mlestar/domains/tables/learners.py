@@ -181,23 +181,30 @@ class FitReport:
 
 def fit_learner(name: str, estimator: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                 y_val: np.ndarray, *, early_stopping_rounds: int = 50,
-                sample_weight: np.ndarray | None = None) -> FitReport:
-    """Fit ``estimator`` on transformed inputs, stopping early on validation where the learner can."""
+                sample_weight: np.ndarray | None = None, callbacks: list[Any] | None = None) -> FitReport:
+    """Fit ``estimator`` on transformed inputs, stopping early on validation where the learner can.
+
+    ``callbacks``: extra LightGBM callbacks (stage 6's Optuna pruning); other learners take none.
+    """
     fitters = {"lightgbm": _fit_lightgbm, "xgboost": _fit_xgboost, "catboost": _fit_catboost}
     fit = fitters.get(name)
     if fit is None:
         estimator.fit(x_train, y_train, sample_weight=sample_weight)
         rounds = getattr(estimator, "n_iter_", None)  # an array for LogisticRegression (one per class)
         return FitReport(None if rounds is None else int(np.max(rounds)), {})
+    if name == "lightgbm":
+        return _fit_lightgbm(estimator, x_train, y_train, x_val, y_val, early_stopping_rounds, sample_weight,
+                             callbacks)
     return fit(estimator, x_train, y_train, x_val, y_val, early_stopping_rounds, sample_weight)
 
 
-def _fit_lightgbm(est: Any, xt: Any, yt: Any, xv: Any, yv: Any, rounds: int, weight: Any) -> FitReport:
+def _fit_lightgbm(est: Any, xt: Any, yt: Any, xv: Any, yv: Any, rounds: int, weight: Any,
+                  callbacks: list[Any] | None = None) -> FitReport:
     import lightgbm as lgb
 
     curve: dict[str, Any] = {}
     est.fit(xt, yt, sample_weight=weight, eval_X=(xt, xv), eval_y=(yt, yv), eval_names=["train", "valid"],
-            callbacks=[lgb.early_stopping(rounds, verbose=False), lgb.record_evaluation(curve)])
+            callbacks=[lgb.early_stopping(rounds, verbose=False), lgb.record_evaluation(curve), *(callbacks or [])])
     metrics = {m: {"train": list(curve["train"][m]), "valid": list(curve["valid"][m])} for m in curve["valid"]}
     return FitReport(int(est.best_iteration_ or est.n_estimators), metrics)
 

@@ -100,8 +100,10 @@ def _read_csv(path: Path, delimiter: str = ",") -> Any:
         return "error"
 
     try:
+        # An empty field is a missing value in text columns too (pyarrow's default keeps it as "").
         return csv.read_csv(path, parse_options=csv.ParseOptions(delimiter=delimiter,
-                                                                 invalid_row_handler=on_invalid_row))
+                                                                 invalid_row_handler=on_invalid_row),
+                            convert_options=csv.ConvertOptions(strings_can_be_null=True))
     except Exception:
         if ragged:
             row = ragged[0]

@@ -100,3 +100,45 @@ def _target_transform(record: dict[str, Any], recs: dict[str, Any], learner: str
         return "none"
     reasons["target_transform"] = f"{rec['choice']}: {rec['reason']}"
     return "log1p" if rec["choice"] == "log1p" else "none"
+
+
+# Remedies after a failed gate, as changes to the learner's parameters. Image remedies with no
+# table meaning (augmentation, batch size, precision) change nothing and say so.
+_PARAM_REMEDIES: dict[str, tuple[str, float, float | None, float | None]] = {
+    "raise_learning_rate": ("learning_rate", 2.0, None, 0.5),
+    "lower_learning_rate": ("learning_rate", 0.5, 1e-3, None),
+    "simplify_model": ("num_leaves", 0.5, 4, None),
+    "grow_model": ("num_leaves", 2.0, None, 1024),
+    "increase_epochs": ("n_estimators", 2.0, None, 20000),
+    "reduce_epochs": ("n_estimators", 0.5, 10, None),
+}
+
+
+def remedy_params(plan: TablePlan, remedy: str, defaults: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """``(new params, what changed)`` for ``remedy`` applied to ``plan`` (``defaults``: the learner's)."""
+    params = {**defaults, **plan.params}
+    if remedy == "add_regularization":
+        lam = max(float(params.get("reg_lambda", 0.0)) * 10, 1.0)
+        kids = int(params.get("min_child_samples", 20)) * 2
+        return {**plan.params, "reg_lambda": lam, "min_child_samples": kids}, \
+            f"reg_lambda -> {lam:g}, min_child_samples -> {kids}"
+    if remedy not in _PARAM_REMEDIES or _PARAM_REMEDIES[remedy][0] not in params:
+        return dict(plan.params), f"{remedy} has no meaning for the {plan.learner} learner: nothing changed"
+    key, factor, low, high = _PARAM_REMEDIES[remedy]
+    value = float(params[key]) * factor
+    value = max(low, value) if low is not None else value
+    value = min(high, value) if high is not None else value
+    value = int(round(value)) if isinstance(params[key], int) else value
+    return {**plan.params, key: value}, f"{key} {params[key]} -> {value}"
+
+
+def apply_remedies(plan: TablePlan, adjustments: list[dict[str, Any]], defaults: dict[str, Any]
+                   ) -> tuple[TablePlan, list[str]]:
+    """Apply the remedies of failed gates in order; returns the plan and one line per remedy."""
+    lines = []
+    for adj in adjustments:
+        params, what = remedy_params(plan, adj["remedy"], defaults)
+        reason = f"remedy {adj['remedy']} after gate {adj['gate']!r} ({adj['diagnosis']}): {what}"
+        plan = plan.with_changes(params=params, reasons={**plan.reasons, f"remedy_{len(lines) + 1}": reason})
+        lines.append(reason)
+    return plan, lines

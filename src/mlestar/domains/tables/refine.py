@@ -1,0 +1,240 @@
+"""Stage 6 for tables: an Optuna search over the learner's parameters, an ensemble, ablations, before/after.
+
+- The search starts from the plan (its parameters are the first trial) and
+  samples the learner's registered space with TPE. LightGBM trials are pruned
+  on their own validation curve (``optuna_integration.LightGBMPruningCallback``).
+- The ensemble soft-votes the best distinct trials (scikit-learn's
+  ``VotingClassifier``/``VotingRegressor`` over whole pipelines, each with the
+  rounds its trial kept), as the MLE-Star sample project's ensemble did.
+- A candidate replaces the baseline only when its mean validation gain over
+  several seeds exceeds the larger seed-to-seed standard deviation of the two.
+- Ablations drop one group of columns (by kind) at a time and refit.
+
+Nothing here reads the test split.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from mlestar.domains.tables.dataset import TableDataset
+from mlestar.domains.tables.fit import fit_plan
+from mlestar.domains.tables.learners import create_learner, learner_spec
+from mlestar.domains.tables.model import TableModel, forward_target
+from mlestar.domains.tables.plan import TablePlan, build_preprocessor
+from mlestar.domains.tables.scoring import LOWER_IS_BETTER, gain, score_all
+
+ENSEMBLE_SIZE = 3
+PRUNE_METRIC = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}
+
+
+@dataclass
+class SearchResult:
+    """The finished study, summarised."""
+
+    trials: list[dict[str, Any]]
+    best_params: dict[str, Any]
+    best_value: float
+    completed: int
+    pruned: int
+    seconds: float
+
+
+@dataclass
+class Candidate:
+    """A model that could replace the baseline, and its validation scores over seeds."""
+
+    name: str
+    scores: list[float]
+    model: TableModel | None = None
+    plan: TablePlan | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores))
+
+
+def sample_params(trial: Any, space: dict[str, tuple[str, float, float, bool]], task: str) -> dict[str, Any]:
+    """One point of the learner's space (``linear`` uses ``C`` for classes and ``alpha`` for values)."""
+    params: dict[str, Any] = {}
+    for name, (kind, low, high, log) in space.items():
+        if name in ("C", "alpha") and (name == "C") == (task == "regression"):
+            continue
+        suggest = trial.suggest_int if kind == "int" else trial.suggest_float
+        params[name] = suggest(name, int(low) if kind == "int" else low, int(high) if kind == "int" else high,
+                               log=log)
+    return params
+
+
+def run_search(plan: TablePlan, dataset: TableDataset, *, score: str, n_trials: int, timeout: float | None,
+               storage: str | None, study_name: str, pruner: str, n_jobs: int,
+               on_trial: Callable[[int, int], None] | None = None) -> SearchResult:
+    """Search the learner's parameters around ``plan``, maximising (or minimising) validation ``score``."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    direction = "minimize" if score in LOWER_IS_BETTER else "maximize"
+    study = optuna.create_study(direction=direction, storage=storage, study_name=study_name, load_if_exists=True,
+                                sampler=optuna.samplers.TPESampler(seed=plan.seed), pruner=_pruner(pruner))
+    spec = learner_spec(plan.learner)
+    if not study.trials:
+        study.enqueue_trial({k: v for k, v in {**spec.defaults, **plan.params}.items() if k in spec.space})
+    started = time.perf_counter()
+    done = len([t for t in study.trials if t.state.is_finished()])
+    objective = _objective(plan, dataset, score, n_jobs)
+    study.optimize(objective, n_trials=max(0, n_trials - done), timeout=timeout,
+                   callbacks=[lambda s, t: on_trial and on_trial(len(s.trials), n_trials)])
+    return _summarise(study, time.perf_counter() - started)
+
+
+def _pruner(name: str) -> Any:
+    import optuna
+
+    return {"median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=20),
+            "hyperband": optuna.pruners.HyperbandPruner(min_resource=20), "none": optuna.pruners.NopPruner()}[name]
+
+
+def _objective(plan: TablePlan, dataset: TableDataset, score: str, n_jobs: int) -> Callable[[Any], float]:
+    spec = learner_spec(plan.learner)
+
+    def objective(trial: Any) -> float:
+        params = {**plan.params, **sample_params(trial, spec.space, plan.task)}
+        callbacks = None
+        if plan.learner == "lightgbm":
+            from optuna_integration import LightGBMPruningCallback
+
+            callbacks = [LightGBMPruningCallback(trial, PRUNE_METRIC[plan.task], valid_name="valid")]
+        outcome = fit_plan(plan.with_changes(params=params), dataset.train, dataset.val, dataset.class_names,
+                           n_jobs=n_jobs, callbacks=callbacks)
+        trial.set_user_attr("best_iteration", outcome.report.best_iteration)
+        trial.set_user_attr("val_scores", {k: v for k, v in outcome.val_scores.items() if np.isfinite(v)})
+        return outcome.val_scores[score]
+
+    return objective
+
+
+def _summarise(study: Any, seconds: float) -> SearchResult:
+    import optuna
+
+    states = optuna.trial.TrialState
+    rows = [{"number": t.number, "state": t.state.name, "value": t.value, "params": t.params,
+             "best_iteration": t.user_attrs.get("best_iteration")} for t in study.trials]
+    complete = [t for t in study.trials if t.state == states.COMPLETE]
+    best = study.best_trial if complete else None
+    return SearchResult(rows, dict(best.params) if best else {}, float(best.value) if best else float("nan"),
+                        len(complete), sum(t.state == states.PRUNED for t in study.trials), seconds)
+
+
+def distinct_best(search: SearchResult, score: str, k: int = ENSEMBLE_SIZE) -> list[dict[str, Any]]:
+    """The ``k`` best complete trials with different parameters, best first."""
+    done = [t for t in search.trials if t["state"] == "COMPLETE" and t["value"] is not None]
+    done.sort(key=lambda t: t["value"], reverse=score not in LOWER_IS_BETTER)
+    seen, out = set(), []
+    for trial in done:
+        key = tuple(sorted((n, round(float(v), 6)) for n, v in trial["params"].items()))
+        if key not in seen:
+            seen.add(key)
+            out.append(trial)
+    return out[:k]
+
+
+def seeded_scores(plan: TablePlan, dataset: TableDataset, score: str, seeds: list[int], n_jobs: int
+                  ) -> tuple[list[float], TableModel]:
+    """Validation ``score`` of ``plan`` fitted once per seed; returns the scores and the first seed's model."""
+    values, first = [], None
+    for seed in seeds:
+        outcome = fit_plan(plan, dataset.train, dataset.val, dataset.class_names, n_jobs=n_jobs, seed=seed)
+        values.append(outcome.val_scores[score])
+        first = first or outcome.model
+    assert first is not None
+    return values, first
+
+
+def ensemble_model(plan: TablePlan, members: list[dict[str, Any]], dataset: TableDataset, *, seed: int,
+                   n_jobs: int) -> TableModel:
+    """A soft-voting ensemble of whole pipelines, each member with its trial's parameters and kept rounds."""
+    from sklearn.ensemble import VotingClassifier, VotingRegressor
+    from sklearn.pipeline import Pipeline
+
+    pipes = []
+    for i, trial in enumerate(members):
+        params = {**plan.params, **trial["params"]}
+        if trial.get("best_iteration"):
+            params[_rounds_key(plan.learner)] = int(trial["best_iteration"])
+        if plan.class_weight == "balanced" and plan.task != "regression" and plan.learner == "lightgbm":
+            params["class_weight"] = "balanced"
+        learner = create_learner(plan.learner, plan.task, params, seed=seed + i, n_jobs=n_jobs)
+        pipes.append((f"m{i}", Pipeline([("preprocess", build_preprocessor(plan)), ("model", learner)])))
+    voting = VotingRegressor(pipes) if plan.task == "regression" else VotingClassifier(pipes, voting="soft")
+    model = TableModel(pipeline=None, plan=plan, class_names=dataset.class_names)
+    y = forward_target(dataset.train[plan.target].to_numpy(), plan.target_transform)
+    model.pipeline = voting.fit(model.prepare(dataset.train), y)
+    model.extra["ensemble"] = [p for p in (t["params"] for t in members)]
+    return model
+
+
+def _rounds_key(learner: str) -> str:
+    return {"catboost": "iterations", "hist_gradient_boosting": "max_iter"}.get(learner, "n_estimators")
+
+
+def val_score(model: TableModel, dataset: TableDataset, score: str) -> float:
+    """``score`` of ``model`` on the validation split."""
+    return score_all(model.task, dataset.val[model.plan.target].to_numpy(), model.scores(dataset.val),
+                     model.threshold)[score]
+
+
+def adopt(baseline: Candidate, challenger: Candidate, score: str) -> tuple[bool, float, float]:
+    """``(adopted, mean gain, noise)``: the challenger wins when its mean gain exceeds the noise."""
+    improvement = gain(score, challenger.mean, baseline.mean)
+    noise = max(baseline.std, challenger.std)
+    return improvement > noise, improvement, noise
+
+
+def feature_groups(plan: TablePlan) -> dict[str, list[str]]:
+    """Input columns grouped by kind (groups of one kind only when there are at least two kinds)."""
+    groups: dict[str, list[str]] = {}
+    for step in plan.columns:
+        if step.action != "drop":
+            groups.setdefault(step.kind, []).append(step.column)
+    return groups if len(groups) > 1 else {}
+
+
+def ablations(plan: TablePlan, dataset: TableDataset, score: str, reference: float, *, n_jobs: int,
+              extra_groups: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """Validation ``score`` with each group of columns dropped, and its change against ``reference``."""
+    rows = []
+    for name, columns in {**feature_groups(plan), **(extra_groups or {})}.items():
+        reduced = plan.with_changes(columns=[s.model_copy(update={"action": "drop", "reason": f"ablation: {name}"})
+                                             if s.column in columns else s for s in plan.columns])
+        if not reduced.inputs:
+            continue
+        value = fit_plan(reduced, dataset.train, dataset.val, dataset.class_names, n_jobs=n_jobs).val_scores[score]
+        rows.append({"group": name, "columns": columns, "score": value, "change": gain(score, value, reference)})
+    return sorted(rows, key=lambda r: r["change"])
+
+
+def save_trials_csv(trials: list[dict[str, Any]], path: Path) -> None:
+    """One row per trial: number, state, value, best iteration, then each parameter."""
+    import csv
+    import io
+
+    from mlestar.utils.io import atomic_write_text
+
+    names = sorted({p for t in trials for p in t["params"]})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["number", "state", "value", "best_iteration", *names])
+    for t in trials:
+        writer.writerow([t["number"], t["state"], t["value"], t["best_iteration"],
+                         *(t["params"].get(n, "") for n in names)])
+    atomic_write_text(path, buffer.getvalue())
