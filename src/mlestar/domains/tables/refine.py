@@ -30,7 +30,19 @@ from mlestar.domains.tables.plan import TablePlan, build_preprocessor
 from mlestar.domains.tables.scoring import LOWER_IS_BETTER, gain, score_all
 
 ENSEMBLE_SIZE = 3
-PRUNE_METRIC = {"binary": "binary_logloss", "multiclass": "multi_logloss", "regression": "l2"}
+# The LightGBM metric a trial is pruned on, for each score it is searched for: the same quantity in the
+# same direction (Optuna refuses a pruning metric that runs against the study). Scores without one
+# (accuracy, F1, R², MAPE) search unpruned.
+PRUNE_METRIC = {"roc_auc": "auc", "pr_auc": "average_precision", "rmse": "rmse", "mae": "l1"}
+
+
+def prune_metric(score: str, task: str) -> str | None:
+    """LightGBM's name for ``score`` (``log_loss`` -> ``binary_logloss``/``multi_logloss``), or None."""
+    if score == "log_loss":
+        return "binary_logloss" if task == "binary" else "multi_logloss"
+    if score == "roc_auc" and task == "multiclass":
+        return None  # LightGBM's auc is binary only
+    return PRUNE_METRIC.get(score)
 
 
 @dataclass
@@ -110,10 +122,12 @@ def _objective(plan: TablePlan, dataset: TableDataset, score: str, n_jobs: int) 
     def objective(trial: Any) -> float:
         params = {**plan.params, **sample_params(trial, spec.space, plan.task)}
         callbacks = None
-        if plan.learner == "lightgbm":
+        metric = prune_metric(score, plan.task)
+        if plan.learner == "lightgbm" and metric:
             from optuna_integration import LightGBMPruningCallback
 
-            callbacks = [LightGBMPruningCallback(trial, PRUNE_METRIC[plan.task], valid_name="valid")]
+            params["metric"] = metric  # recorded each round on validation, so the pruner can read it
+            callbacks = [LightGBMPruningCallback(trial, metric, valid_name="valid")]
         outcome = fit_plan(plan.with_changes(params=params), dataset.train, dataset.val, dataset.class_names,
                            n_jobs=n_jobs, callbacks=callbacks)
         trial.set_user_attr("best_iteration", outcome.report.best_iteration)
