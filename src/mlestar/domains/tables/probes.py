@@ -30,7 +30,7 @@ ADVERSARIAL_TREES = 50  # enough to find a shifted column; a forest of this size
 LEAK_SAMPLE_ROWS = 20_000
 CV_FOLDS = 3
 TREE_DEPTH = 8  # 256 leaves: a column equal to the target (up to noise) scores R^2 > 0.999
-TREE_MIN_LEAF = 20  # keeps a pure-noise column near AUC 0.5 / R^2 0 out of fold
+TREE_MIN_LEAF = 20  # at most: steadier scores on big samples; small ones need finer leaves to reach R^2 0.99
 LOOKUP_SMOOTHING = 1.0  # pseudo-rows of the overall distribution added to each value's counts
 NUMERIC_ID_SHARE = 0.95  # a string id column whose values are this much numbers is scored as numbers
 _EPOCH = "1970-01-01"
@@ -233,10 +233,12 @@ def _tree_predict(x: np.ndarray, y: np.ndarray, fit_rows: np.ndarray, held_rows:
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
     column = x.reshape(-1, 1)
+    # Overfitting only lowers an out-of-fold score, so small leaves cannot raise a false alarm.
+    leaf = int(np.clip(len(fit_rows) // 1000, 1, TREE_MIN_LEAF))
     if task == "regression":
-        tree = DecisionTreeRegressor(max_depth=TREE_DEPTH, min_samples_leaf=TREE_MIN_LEAF, random_state=seed)
+        tree = DecisionTreeRegressor(max_depth=TREE_DEPTH, min_samples_leaf=leaf, random_state=seed)
         return tree.fit(column[fit_rows], y[fit_rows]).predict(column[held_rows])
-    clf = DecisionTreeClassifier(max_depth=TREE_DEPTH, min_samples_leaf=TREE_MIN_LEAF, random_state=seed)
+    clf = DecisionTreeClassifier(max_depth=TREE_DEPTH, min_samples_leaf=leaf, random_state=seed)
     clf.fit(column[fit_rows], y[fit_rows])
     probs = np.zeros((len(held_rows), int(y.max()) + 1))
     probs[:, clf.classes_.astype(np.int64)] = clf.predict_proba(column[held_rows])
