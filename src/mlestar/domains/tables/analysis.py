@@ -317,7 +317,7 @@ def analyze_table(dataset: TableDataset, out_dir: Path, *, seed: int = 0, n_jobs
     with timed(seconds, "target"):
         target = target_summary(dataset)
     analysis: dict[str, Any] = {
-        "name": dataset.name, "task": dataset.task, "target": dataset.target, "rows": len(rows),
+        "name": dataset.name, "task": dataset.task, "target_column": dataset.target, "rows": len(rows),
         "splits": {s: len(dataset.split(s)) for s in SPLITS}, "num_features": len(dataset.features),
         "missing_fraction": missing_fraction(columns, dataset.features, len(rows)),
         "columns": columns, "duplicates": duplicates, "target": target,

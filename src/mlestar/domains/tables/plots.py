@@ -49,7 +49,7 @@ def plot_column_grid(sample: Any, kinds: dict[str, str], path: Path, *, total_ro
         return message_figure("no columns to draw", path)
     shown = names[:MAX_GRID_COLUMNS]
     rows = -(-len(shown) // GRID_WIDTH)
-    fig, axes = plt.subplots(rows, GRID_WIDTH, figsize=(GRID_WIDTH * 3.0, rows * 2.4), squeeze=False)
+    fig, axes = plt.subplots(rows, GRID_WIDTH, figsize=(GRID_WIDTH * 3.0, rows * 2.4 + 0.6), squeeze=False)
     for ax, name in zip(axes.flat, shown):
         _column_panel(ax, sample[name], kinds[name])
         ax.set_title(f"{_short(name)} ({kinds[name]})", fontsize=8, **_PLAIN)
@@ -58,7 +58,7 @@ def plot_column_grid(sample: Any, kinds: dict[str, str], path: Path, *, total_ro
     left_out = f"; first {len(shown)} of {len(names)} columns" if len(shown) < len(names) else ""
     fig.suptitle(f"column distributions ({len(sample):,} of {total_rows:,} rows{left_out})")
     # Fixed margins instead of tight layout: measuring 30 panels' text costs seconds, and the grid is regular.
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.04, top=1 - 0.5 / (rows * 2.4), wspace=0.55, hspace=0.6)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.04, top=1 - 0.8 / (rows * 2.4 + 0.6), wspace=0.55, hspace=0.6)
     return _save(fig, path, tight=False)
 
 

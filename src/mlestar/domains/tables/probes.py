@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 MI_SAMPLE_ROWS = 5_000  # kNN mutual information costs ~0.2 s per 1000 rows for 40 columns
-ADVERSARIAL_ROWS_PER_SIDE = 25_000  # training and test rows each, at most
+ADVERSARIAL_ROWS_PER_SIDE = 10_000  # training and test rows each, at most: AUC to about +-0.01
 ADVERSARIAL_TREES = 50  # enough to find a shifted column; a forest of this size fits 50k rows in ~1 s
 LEAK_SAMPLE_ROWS = 20_000
 CV_FOLDS = 3

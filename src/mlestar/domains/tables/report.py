@@ -30,7 +30,7 @@ def render_report(name: str, analysis: dict[str, Any], recs: dict[str, Any]) -> 
 def _overview(analysis: dict[str, Any]) -> str:
     sizes = analysis["splits"]
     samples = analysis["samples"]
-    return (f"Task **{analysis['task']}**, target `{analysis['target']}`; {analysis['num_features']} feature "
+    return (f"Task **{analysis['task']}**, target `{analysis['target_column']}`; {analysis['num_features']} feature "
             f"column(s) of {len(analysis['columns'])}. Rows: train {sizes['train']:,}, validation {sizes['val']:,}, "
             f"test {sizes['test']:,}. Missing cells among the features: {analysis['missing_fraction']:.2%}.\n\n"
             "Profiles, duplicates and outlier counts cover every training row (train + validation). "
