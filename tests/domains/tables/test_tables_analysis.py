@@ -24,14 +24,16 @@ RECOMMENDATION_KEYS = {"drop_columns", "class_weighting", "target_transform", "h
                        "constant_columns"}
 
 
-def table(tmp_path: Path, frame: pd.DataFrame, test: pd.DataFrame | None = None, **data: Any) -> TableDataset:
-    """A TableDataset loaded the way a run loads one: from CSV, target column ``y``."""
+def table(tmp_path: Path, frame: pd.DataFrame, test: pd.DataFrame | None = None, fmt: str = "csv",
+          **data: Any) -> TableDataset:
+    """A TableDataset loaded the way a run loads one: from CSV (or Parquet), target column ``y``."""
     folder = tmp_path / "data"
     folder.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(folder / "train.csv", index=False)
+    write = (lambda f, p: f.to_csv(p, index=False)) if fmt == "csv" else (lambda f, p: f.to_parquet(p, index=False))
+    write(frame, folder / f"train.{fmt}")
     if test is not None:
-        test.to_csv(folder / "test.csv", index=False)
-    path = folder if test is not None else folder / "train.csv"
+        write(test, folder / f"test.{fmt}")
+    path = folder if test is not None else folder / f"train.{fmt}"
     config = MlestarConfig(data={"source": "table", "path": str(path), "target": "y", **data})
     return load_table_dataset(config.data, 0)
 
@@ -258,3 +260,26 @@ def test_checked_dataset_refuses_changed_rows(tmp_path: Path) -> None:
     assert split_hash(changed) != split_hash(ds.train)
     with pytest.raises(StageError, match="train split differs"):
         checked_dataset(FakeContext(data=TableDataset(**{**ds.__dict__, "train": changed}), out_dir=tmp_path))
+
+
+def test_every_column_kind_is_profiled_and_probed(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    rows = 300
+    frame = pd.DataFrame({
+        "when": pd.date_range("2020-01-01", periods=rows, freq="D"),
+        "flag": rng.integers(0, 2, rows).astype(bool),
+        "plan": np.where(rng.random(rows) < 0.1, None, rng.choice(["basic", "pro", "team"], rows)),
+        "note": [f"free text number {i} with several more words" for i in range(rows)],
+        "gone": np.where(np.arange(rows) < 297, None, "x"),  # 99% missing: near-constant and mostly missing
+        "y": rng.normal(size=rows)})
+    ds = table(tmp_path, frame, fmt="parquet", task="regression")  # Parquet keeps missing strings missing
+    assert {n: c.kind for n, c in ds.columns.items()} == {"when": "datetime", "flag": "boolean", "plan": "categorical",
+                                                          "note": "text", "gone": "categorical"}
+    result = analyze_table(ds, tmp_path)
+    columns = result.analysis["columns"]
+    assert columns["plan"]["missing"] == pytest.approx(training_rows(ds)["plan"].isna().mean())
+    assert columns["gone"]["near_constant"] and columns["note"]["role"] == "unused"
+    assert set(result.analysis["leakage"]["scores"]) == {"when", "flag", "plan", "gone"}  # free text is not probed
+    assert set(result.analysis["correlation"]["scores"]) == {"when", "flag", "plan", "gone"}
+    assert columns["plan"]["missing"] > 0.05 and by_check(result, "missing_values")["items"] == ["plan"]
+    assert by_check(result, "missing")["items"] == ["gone"] and not result.blocking

@@ -133,8 +133,10 @@ def _top_share(full: Any, sample: Any) -> float:
     share = float(counts.iloc[0]) / len(sample)
     if share < EXACT_SHARE_FROM or len(sample) == len(full):
         return share
+    import pandas as pd
+
     top = counts.index[0]
-    same = full.isna() if top is None or (isinstance(top, float) and np.isnan(top)) else full == top
+    same = full.isna() if pd.isna(top) else full == top
     return float(same.sum()) / len(full)
 
 

@@ -1,4 +1,7 @@
-"""The Markdown of the tables stage-1 report (rendered to HTML and JSON by :func:`mlestar.utils.report.write_report`)."""
+"""The Markdown of the tables stage-1 report.
+
+Rendered to HTML and JSON by :func:`mlestar.utils.report.write_report`.
+"""
 
 from __future__ import annotations
 
