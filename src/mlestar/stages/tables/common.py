@@ -1,0 +1,25 @@
+"""Helpers the table stages share: stage 1's dataset record and the check that later stages train on it."""
+
+from __future__ import annotations
+
+from mlestar.domains.tables.dataset import TableDataset, differing_splits
+from mlestar.errors import StageError
+from mlestar.workflow.stage import StageContext
+
+DATASET_REF = "situation_analysis/dataset.json"
+
+
+def checked_dataset(ctx: StageContext) -> TableDataset:
+    """The run's table, verified against stage 1's record so no stage trains on other rows.
+
+    The calling stage must declare :data:`DATASET_REF` in its ``inputs``.
+
+    Raises:
+        StageError: a split's content hash differs from the one stage 1 recorded.
+    """
+    record = ctx.read_json(DATASET_REF)
+    dataset: TableDataset = ctx.dataset()
+    for name in differing_splits(dataset, {n: s["hash"] for n, s in record["splits"].items()}):
+        raise StageError(f"the {name} split differs from the one stage 1 analysed",
+                         hint="the data changed under the run; start a new run")
+    return dataset
