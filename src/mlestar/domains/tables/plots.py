@@ -39,7 +39,7 @@ def message_figure(message: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5.0, 1.0))
     ax.axis("off")
     ax.text(0.5, 0.5, message, ha="center", va="center", **_PLAIN)
-    return _save(fig, path)
+    return save_plot(fig, path)
 
 
 def plot_column_grid(sample: Any, kinds: dict[str, str], path: Path, *, total_rows: int) -> Path:
@@ -59,10 +59,10 @@ def plot_column_grid(sample: Any, kinds: dict[str, str], path: Path, *, total_ro
     fig.suptitle(f"column distributions ({len(sample):,} of {total_rows:,} rows{left_out})")
     # Fixed margins instead of tight layout: measuring 30 panels' text costs seconds, and the grid is regular.
     fig.subplots_adjust(left=0.08, right=0.98, bottom=0.04, top=1 - 0.8 / (rows * 2.4 + 0.6), wspace=0.55, hspace=0.6)
-    return _save(fig, path, tight=False)
+    return save_plot(fig, path, tight=False)
 
 
-def _save(fig: Any, path: Path, *, tight: bool = True) -> Path:
+def save_plot(fig: Any, path: Path, *, tight: bool = True) -> Path:
     """Render ``fig`` to PNG bytes, close it, write them atomically; ``tight`` trims margins (a second draw)."""
     import io
 
@@ -103,11 +103,11 @@ def plot_target(target: dict[str, Any], sample_values: np.ndarray, path: Path) -
         ax.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, ha="right" if len(names) > 8 else "center")
         ax.set(ylabel="rows", title=f"class counts (imbalance ratio {target['imbalance_ratio']:.2f})")
         ax.legend()
-        return _save(fig, path)
+        return save_plot(fig, path)
     fig, ax = plt.subplots(figsize=(6.0, 3.5))
     ax.hist(sample_values[np.isfinite(sample_values)], bins=50, color="tab:blue")
     ax.set(xlabel="target", ylabel="rows", title=f"target distribution (skewness {target['skew']:.2f})")
-    return _save(fig, path)
+    return save_plot(fig, path)
 
 
 def plot_bars(values: dict[str, float], path: Path, *, title: str, xlabel: str) -> Path:
@@ -119,4 +119,4 @@ def plot_bars(values: dict[str, float], path: Path, *, title: str, xlabel: str) 
     ax.barh([_short(n) for n, _ in top][::-1], [v for _, v in top][::-1], color="tab:blue")
     ax.set_yticks(range(len(top)), [_short(n) for n, _ in top][::-1], fontsize=7, **_PLAIN)
     ax.set(xlabel=xlabel, title=title)
-    return _save(fig, path)
+    return save_plot(fig, path)

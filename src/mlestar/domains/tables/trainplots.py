@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mlestar.evaluation.plots import plt, save_figure
+from mlestar.domains.tables.plots import plt, save_plot as save_figure
 
 TOP_FEATURES = 25  # bars in an importance plot
 

@@ -23,3 +23,11 @@ def checked_dataset(ctx: StageContext) -> TableDataset:
         raise StageError(f"the {name} split differs from the one stage 1 analysed",
                          hint="the data changed under the run; start a new run")
     return dataset
+
+
+def n_jobs(config: object) -> int:
+    """Threads per fit: ``tables.n_jobs``, or every core when it is 0."""
+    import os
+
+    wanted = getattr(getattr(config, "tables"), "n_jobs")
+    return int(wanted) or (os.cpu_count() or 1)
