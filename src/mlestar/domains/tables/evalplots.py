@@ -145,7 +145,7 @@ def plot_error_by_category(breakdown: dict[str, list[dict[str, Any]]], task: str
     if not breakdown:
         return message("no categorical input columns: no error by category", path)
     label = "MAE" if task == "regression" else "error rate"
-    fig, axes = plt.subplots(1, len(breakdown), figsize=(5.0 * len(breakdown), 5.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(breakdown), figsize=(5.0 * len(breakdown), 5.0), squeeze=False, sharex=True)
     for ax, (column, rows) in zip(axes[0], breakdown.items()):
         names = [f"{plain(r['value'], 20)} (n={r['count']})" for r in rows][::-1]
         ax.barh(np.arange(len(rows)), [r["error"] for r in rows][::-1], color="tab:red")
@@ -177,7 +177,8 @@ def plot_dependence(explanation: Explanation, top: list[str], class_names: list[
     """SHAP dependence plots of ``top`` features (for several classes: the class each moves most)."""
     import shap
 
-    fig, axes = plt.subplots(1, len(top), figsize=(5.0 * len(top), 4.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(top), figsize=(5.5 * len(top), 4.0), squeeze=False)
+    fig.subplots_adjust(wspace=0.4)  # room for shap's two-line y labels
     for ax, feature in zip(axes[0], top):
         index = explanation.names.index(feature)
         cls = explanation.class_of(index)

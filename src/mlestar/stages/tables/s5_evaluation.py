@@ -88,7 +88,8 @@ def summary_line(record: dict[str, Any]) -> str:
     if record["task"] == "regression":
         head = f"test RMSE {m['test_rmse']:.4g}, MAE {m['test_mae']:.4g}, R² {_num(m['test_r2'])}"
     else:
-        head = f"test accuracy {m['test_accuracy']:.2%}, macro F1 {m['macro_f1']:.3f}, ROC AUC {_num(m['test_roc_auc'])}"
+        head = (f"test accuracy {m['test_accuracy']:.2%}, macro F1 {m['macro_f1']:.3f}, "
+                f"ROC AUC {_num(m['test_roc_auc'])}")
     if record["threshold"] is not None:
         head += f" at threshold {record['threshold']['chosen']:.3f}"
     return f"{head}; p95 latency {m['latency_p95'] * 1000:.2f} ms"
@@ -152,7 +153,7 @@ def _category_section(record: dict[str, Any]) -> list[str]:
                  "their most frequent values (top 10 shown, 20 in `error_by_category.json`).\n")
     for column, rows in record["error_by_category"].items():
         parts += [f"### {column}\n", markdown_table(["value", "rows", label],
-                                                    [[r["value"], r["count"], r["error"]] for r in rows[:10]])]
+                                                    [[r["value"], r["count"], r["error"]] for r in rows[:10]]), ""]
     return parts + ["\n![error by category](error_by_category.png)\n"]
 
 
@@ -167,7 +168,7 @@ def _explanation_section(record: dict[str, Any]) -> list[str]:
         return parts + [f"{shap['note']}.\n", "![permutation importance](shap_summary.png)\n"]
     top = list(shap["mean_abs"].items())[:10]
     return parts + [f"### SHAP ({shap['explainer']} explainer, {shap['rows']} test rows)\n", f"{shap['note']}.\n",
-                    markdown_table(["feature", "mean |SHAP|"], [[k, v] for k, v in top]),
+                    markdown_table(["feature", "mean absolute SHAP"], [[k, v] for k, v in top]),
                     "\n![SHAP summary](shap_summary.png)\n", "![SHAP dependence, top features](shap_dependence.png)\n"]
 
 
