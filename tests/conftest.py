@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mlestar.data.cache import CACHE_ENV
-from tiny_workflow import run_tiny
+from tiny_workflow import run_tiny, run_tiny_table
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +24,15 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(runs_dir, run_id) of one complete tiny run. Treat as read-only; copy it to change it."""
     runs_dir = tmp_path_factory.mktemp("shared") / "runs"
     state = run_tiny(runs_dir)
+    assert state.status == "passed"
+    return runs_dir, state.run_id
+
+
+@pytest.fixture(scope="session")
+def finished_table_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """(runs_dir, run_id) of one complete tiny table run (breast cancer). Read-only, like ``finished_run``."""
+    runs_dir = tmp_path_factory.mktemp("shared-table") / "runs"
+    state = run_tiny_table(runs_dir)
     assert state.status == "passed"
     return runs_dir, state.run_id
 

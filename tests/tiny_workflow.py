@@ -40,3 +40,22 @@ def run_tiny(runs_dir: Path, **sections: Any) -> Any:
     """Run the tiny workflow; returns the final RunState."""
     loaded = tiny_config(runs_dir, **sections)
     return run_workflow(loaded, RunOptions(runs_dir=runs_dir))
+
+
+TINY_TABLE: dict[str, Any] = {
+    "project": {"name": "tiny-table"},
+    "data": {"source": "table", "dataset": "breast_cancer"},
+    "tables": {"cv_folds": 2, "n_jobs": 1, "params": {"n_estimators": 200}},
+    "refinement": {"n_trials": 4, "seeds": 2},
+}
+
+
+def tiny_table_config(runs_dir: Path, **sections: Any) -> LoadedConfig:
+    """The tiny breast-cancer table config with ``sections`` merged in, writing runs under ``runs_dir``."""
+    raw = merge(TINY_TABLE, {"project": {"runs_dir": str(runs_dir)}})
+    return LoadedConfig(config=build_config(merge(raw, sections)))
+
+
+def run_tiny_table(runs_dir: Path, **sections: Any) -> Any:
+    """Run the tiny table workflow; returns the final RunState."""
+    return run_workflow(tiny_table_config(runs_dir, **sections), RunOptions(runs_dir=runs_dir))

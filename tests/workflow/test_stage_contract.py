@@ -7,39 +7,43 @@ import pytest
 from mlestar.config.catalog import METRICS, STAGE_ORDER, stage_folder
 from mlestar.tracking.lineage import LineageDB
 from mlestar.utils.io import sha256_file
-from mlestar.workflow.stage import list_stages, stage_class
+from mlestar.workflow.stage import DOMAINS, list_stages, stage_class
 from mlestar.workflow.state import RunState
 
 STAGES = list_stages()
+# Every domain registers all seven stages; the contract is checked for each (domain, stage).
+DOMAIN_STAGES = [(domain, name) for domain in DOMAINS for name in list_stages(domain)]
 
 
-def test_all_seven_stages_are_registered_in_order() -> None:
-    assert STAGES == list(STAGE_ORDER)
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_all_seven_stages_are_registered_in_order(domain: str) -> None:
+    assert list_stages(domain) == list(STAGE_ORDER)
+    assert {stage_class(n, domain).domain for n in STAGE_ORDER} == {domain}
 
 
-@pytest.mark.parametrize("name", STAGES)
-def test_declarations(name: str) -> None:
-    cls = stage_class(name)
+@pytest.mark.parametrize(("domain", "name"), DOMAIN_STAGES)
+def test_declarations(domain: str, name: str) -> None:
+    cls = stage_class(name, domain)
     assert cls.title and cls.outputs
     assert cls.metrics(), f"{name} produces no catalogued metric"
-    assert all(METRICS[m].stage == name for m in cls.metrics())
+    assert all(METRICS[m].stage == name and domain in METRICS[m].domains for m in cls.metrics())
     assert len(cls.code_hash()) == 64 and cls.code_hash() == cls.code_hash()
 
 
-@pytest.mark.parametrize("name", STAGES)
-def test_inputs_are_outputs_of_earlier_stages(name: str) -> None:
-    cls = stage_class(name)
+@pytest.mark.parametrize(("domain", "name"), DOMAIN_STAGES)
+def test_inputs_are_outputs_of_earlier_stages(domain: str, name: str) -> None:
+    cls = stage_class(name, domain)
     for ref in cls.inputs:
         producer, _, rel = ref.partition("/")
         assert STAGE_ORDER.index(producer) < STAGE_ORDER.index(name), ref
-        assert rel in stage_class(producer).outputs, f"{ref} is not a declared output of {producer}"
+        assert rel in stage_class(producer, domain).outputs, f"{ref} is not a declared output of {producer}"
 
 
-@pytest.mark.parametrize("name", STAGES)
-def test_outputs_metrics_and_lineage_after_a_run(name: str, finished_run: tuple[Path, str]) -> None:
-    runs_dir, run_id = finished_run
+@pytest.mark.parametrize(("domain", "name"), DOMAIN_STAGES)
+def test_outputs_metrics_and_lineage_after_a_run(domain: str, name: str, request: pytest.FixtureRequest) -> None:
+    runs_dir, run_id = request.getfixturevalue("finished_run" if domain == "images" else "finished_table_run")
     run_dir = runs_dir / run_id
-    cls = stage_class(name)
+    cls = stage_class(name, domain)
     folder = run_dir / stage_folder(name)
     for out in cls.outputs:
         assert (folder / out).stat().st_size > 0, out
@@ -53,8 +57,9 @@ def test_outputs_metrics_and_lineage_after_a_run(name: str, finished_run: tuple[
         assert record.size == (folder / out).stat().st_size
 
 
-def test_only_three_stages_may_read_the_test_split() -> None:
-    readers = {name for name in STAGES if stage_class(name).reads_test}
+@pytest.mark.parametrize("domain", DOMAINS)
+def test_only_three_stages_may_read_the_test_split(domain: str) -> None:
+    readers = {name for name in STAGE_ORDER if stage_class(name, domain).reads_test}
     assert readers == {"situation_analysis", "evaluation", "deployment"}
 
 
@@ -71,9 +76,9 @@ def test_stages_that_may_not_read_test_get_an_empty_test_split(tmp_path: Path) -
         assert len(ctx.dataset().train) > 0
 
 
-@pytest.mark.parametrize("name", STAGES)
-def test_outputs_are_exact_paths(name: str) -> None:
-    assert not [out for out in stage_class(name).outputs if set(out) & set("*?[]")], "globs are not expanded"
+@pytest.mark.parametrize(("domain", "name"), DOMAIN_STAGES)
+def test_outputs_are_exact_paths(domain: str, name: str) -> None:
+    assert not [out for out in stage_class(name, domain).outputs if set(out) & set("*?[]")], "globs are not expanded"
 
 
 def test_code_fingerprints_follow_what_stages_really_import() -> None:

@@ -301,3 +301,14 @@ def test_regression_stage_writes_everything(tmp_path: Path, quick: None) -> None
     assert sum(b["count"] for b in record["target_buckets"]) == len(ds.test)
     assert record["confusion_matrix"] is None and record["threshold"] is None
     assert "no error by category" in " ".join(record["notes"])
+
+
+def test_threshold_stays_at_half_unless_validation_f1_clearly_gains() -> None:
+    from mlestar.domains.tables.evaluate import pick_threshold
+
+    y = np.array([0, 0, 0, 1, 1, 1] * 20)
+    separable = np.array([0.1, 0.2, 0.3, 0.7, 0.8, 0.9] * 20)
+    assert pick_threshold(y, separable)[0] == 0.5  # 0.5 already gives F1 1.0
+    shifted = separable * 0.5  # positives at 0.35-0.45: 0.5 calls none positive, a lower cut gets them all
+    threshold, reason = pick_threshold(y, shifted)
+    assert 0.15 < threshold <= 0.35 and "maximises" in reason

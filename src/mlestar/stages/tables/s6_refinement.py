@@ -126,14 +126,15 @@ class TableRefinement(Stage):
         return self._finish(ctx, result, model, plan)
 
     def _finish(self, ctx: StageContext, result: dict[str, Any], model: Any, plan: Any) -> StageResult:
-        from mlestar.domains.tables.evaluate import choose_threshold
+        from mlestar.domains.tables.evaluate import pick_threshold
         from mlestar.domains.tables.scoring import LOWER_IS_BETTER
         from mlestar.domains.tables.trainplots import plot_history
 
         dataset = checked_dataset(ctx)
         if result["adopted"] != "baseline (stage 4 plan)" and model.task == "binary":
-            model.threshold = choose_threshold(model, dataset.val)
-            ctx.decide("threshold", model.threshold, "F1-optimal on validation for the adopted model")
+            model.threshold, why = pick_threshold(dataset.val[dataset.target].to_numpy(),
+                                                  model.predict_proba(dataset.val)[:, 1])
+            ctx.decide("decision_threshold", model.threshold, f"adopted model: {why}")
         model.save(ctx.out_dir / "model.joblib")
         atomic_write_json(ctx.out_dir / "plan.json", plan.model_dump(mode="json"))
         atomic_write_json(ctx.out_dir / "refinement.json", result)
