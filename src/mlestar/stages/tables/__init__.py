@@ -1,0 +1,1 @@
+"""Stages of the tables domain, one module per MLE-Star stage."""
