@@ -38,7 +38,7 @@ from mlestar.deploy.monitor import DriftReference
 from mlestar.deploy.quantize import QUANTIZED_FILES
 from mlestar.errors import BundleError, ExportError
 from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
-from mlestar.utils.manifest import MANIFEST, manifest_of, verify_entry
+from mlestar.tracking.manifest import MANIFEST, manifest_of, verify_entry
 
 LABELS = "labels.json"
 PREPROCESSING = "preprocessing.json"

@@ -159,3 +159,62 @@ def test_bundle_round_trip_and_tampering(mixed, tmp_path: Path) -> None:  # type
     (folder / "schema.json").write_text((folder / "schema.json").read_text().replace("city1", "city01"))
     with pytest.raises(BundleError, match="schema.json does not match its checksum"):
         load_table_bundle(folder)
+
+
+class _Audit:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def append(self, kind: str, **data: object) -> None:
+        self.records.append({"kind": kind, **data})
+
+
+def _run_stage(tmp_path: Path, ds, model, learner_note: str = ""):  # type: ignore[no-untyped-def]
+    from mlestar.config.schema import MlestarConfig
+    from mlestar.stages.tables.s7_deployment import TableDeployment
+    from mlestar.workflow.stage import StageContext
+
+    (tmp_path / "01_situation_analysis").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "05_evaluation").mkdir(exist_ok=True)
+    (tmp_path / "01_situation_analysis" / "dataset.json").write_text(json.dumps({"name": ds.name}))
+    (tmp_path / "05_evaluation" / "evaluation.json").write_text(json.dumps({"metrics": {"test_accuracy": 0.9}}))
+    model.save(tmp_path / "05_evaluation" / "model.joblib")
+    config = MlestarConfig(data={"source": "table", "dataset": "breast_cancer"},
+                           task={"targets": {"test_accuracy": 0.95}})
+    audit = _Audit()
+    ctx = StageContext(config=config, run_id="r1", run_dir=tmp_path, out_dir=tmp_path / "07_deployment",
+                       stage="deployment", attempt=1, resume=False, adjustments=[], audit=audit,  # type: ignore[arg-type]
+                       load_dataset=lambda: ds, declared=TableDeployment.inputs)
+    result = TableDeployment().run(ctx)
+    return TableDeployment, ctx, result, audit
+
+
+def test_the_stage_writes_its_outputs_and_reports_its_metrics(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ds, model = mixed
+    cls, ctx, result, audit = _run_stage(tmp_path, ds, model)
+    for name in cls.outputs:
+        assert (ctx.out_dir / name).is_file(), name
+    assert (ctx.out_dir / "bundle" / "model.onnx").is_file()
+    assert set(result.metrics) == set(cls.metrics()) == {"onnx_max_abs_diff", "parity_top1_agreement",
+                                                         "deploy_latency_p95", "deploy_throughput", "bundle_size"}
+    assert result.metrics["onnx_max_abs_diff"] <= 1e-6 and result.metrics["parity_top1_agreement"] == 1.0
+    assert 0 < result.metrics["deploy_latency_p95"] < 1.0 and result.metrics["deploy_throughput"] > 100
+    card = (ctx.out_dir / "bundle" / "model_card.md").read_text()
+    assert "| test_accuracy | 0.9 | 0.95 | missed |" in card and "curl -s -X POST" in card
+    example = json.loads(card.split("-d '")[1].split("'\n")[0])["row"]
+    assert set(example) <= {"color", "city", "size", "when"} and "city" in example
+    drift = json.loads((ctx.out_dir / "drift.json").read_text())["psi"]
+    assert set(drift) == {"color", "city", "size", "when"}
+    assert json.loads((ctx.out_dir / "bundle" / "metadata.json").read_text())["runtime"] == "onnx"
+    assert audit.records[-1]["choice"] == "onnx"
+
+
+def test_the_stage_serves_an_unconvertible_learner_from_joblib(tmp_path: Path) -> None:
+    ds = builtin("breast_cancer")
+    cls, ctx, result, audit = _run_stage(tmp_path, ds, fit(ds, learner="hist_gradient_boosting"))
+    assert not (ctx.out_dir / "bundle" / "model.onnx").exists()
+    assert json.loads((ctx.out_dir / "bundle" / "metadata.json").read_text())["runtime"] == "sklearn"
+    assert result.metrics["onnx_max_abs_diff"] is None and result.metrics["parity_top1_agreement"] is None
+    assert result.metrics["deploy_latency_p95"] > 0
+    assert audit.records[-1]["choice"] == "sklearn" and "hist_gradient_boosting" in audit.records[-1]["reason"]
+    assert load_table_bundle(ctx.out_dir / "bundle").runtime == "sklearn"

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request  # at module level: FastAPI resolves the route's annotations from these globals
+from fastapi.responses import JSONResponse, Response
+
 from mlestar.domains.tables.bundle import TableBundle, load_table_bundle
 from mlestar.domains.tables.drift import DEFAULT_WINDOW, RollingDrift
 from mlestar.domains.tables.export import onnx_feeds
@@ -96,8 +99,6 @@ def create_table_app(bundle_dir: Path, settings: TableServeSettings | None = Non
 
 def _routes(app: Any, bundle: TableBundle, drift: RollingDrift, metrics: _Metrics,
             settings: TableServeSettings) -> None:
-    from fastapi import Request
-    from fastapi.responses import JSONResponse, Response
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     @app.post("/predict")

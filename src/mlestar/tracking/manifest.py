@@ -1,4 +1,4 @@
-"""The checksummed manifest of a bundle folder, for every domain's bundle.
+"""The checksummed manifest of a bundle folder (a record of what was written), for every domain's bundle.
 
 A manifest maps each file's path relative to the folder to ``{sha256, size}``.
 It is written last, so a folder without one is unfinished; a reader checks
