@@ -17,7 +17,8 @@ from mlestar.domains.tables.planning import make_plan
 
 def record_of(ds: TableDataset) -> dict[str, Any]:
     return {"task": ds.task, "target": ds.target, "features": list(ds.features),
-            "columns": {n: {"kind": i.kind, "distinct": i.distinct, "missing": i.missing} for n, i in ds.columns.items()}}
+            "columns": {n: {"kind": i.kind, "distinct": i.distinct, "missing": i.missing}
+                        for n, i in ds.columns.items()}}
 
 
 def fit(ds: TableDataset, learner: str | None = None, **changes: Any) -> TableModel:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -59,7 +60,7 @@ def mixed(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     return ds, fit(ds)
 
 
-def test_onnx_reproduces_categories_missing_values_and_dates(mixed) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_reproduces_categories_missing_values_and_dates(mixed: Any) -> None:
     ds, model = mixed
     assert [(s.column, s.action) for s in model.plan.columns] == [
         ("color", "onehot"), ("city", "ordinal"), ("size", "numeric"), ("when", "numeric")]
@@ -71,7 +72,7 @@ def test_onnx_reproduces_categories_missing_values_and_dates(mixed) -> None:  # 
     assert report.passed and report.top1_agreement == 1.0 and report.max_abs_diff <= 1e-6
 
 
-def test_a_failing_parity_names_the_worst_row(mixed) -> None:  # type: ignore[no-untyped-def]
+def test_a_failing_parity_names_the_worst_row(mixed: Any) -> None:
     ds, model = mixed
     data, inputs = convert(model)
     runner = OnnxRunner(data, inputs, model.task)
@@ -88,7 +89,7 @@ def test_an_unconvertible_learner_says_which() -> None:
         convert(fit(ds, learner="hist_gradient_boosting"))
 
 
-def test_schema_lists_categories_ranges_and_nullability(mixed) -> None:  # type: ignore[no-untyped-def]
+def test_schema_lists_categories_ranges_and_nullability(mixed: Any) -> None:
     ds, model = mixed
     _, inputs = convert(model)
     schema = build_schema(model, ds.train, inputs, target="y")
@@ -127,7 +128,7 @@ def test_psi_bins_are_deduplicated_and_missing_has_its_own_bin() -> None:
     assert numeric_shares([0, 1, 2, np.nan], edges) == [0.25, 0.0, 0.25, 0.25, 0.25]
 
 
-def test_drift_between_training_and_test(mixed) -> None:  # type: ignore[no-untyped-def]
+def test_drift_between_training_and_test(mixed: Any) -> None:
     ds, model = mixed
     _, inputs = convert(model)
     schema = build_schema(model, ds.train, inputs, target="y")
@@ -145,7 +146,7 @@ def _write(tmp_path: Path, ds, model) -> Path:  # type: ignore[no-untyped-def]
                               schema=schema, metadata={"run_id": "r1", "runtime": "onnx"}, model_card="# card\n")
 
 
-def test_bundle_round_trip_and_tampering(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_bundle_round_trip_and_tampering(mixed: Any, tmp_path: Path) -> None:
     ds, model = mixed
     folder = _write(tmp_path, ds, model)
     assert is_table_bundle(folder) and not is_table_bundle(tmp_path)
@@ -189,7 +190,7 @@ def _run_stage(tmp_path: Path, ds, model, learner_note: str = ""):  # type: igno
     return TableDeployment, ctx, result, audit
 
 
-def test_the_stage_writes_its_outputs_and_reports_its_metrics(mixed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_stage_writes_its_outputs_and_reports_its_metrics(mixed: Any, tmp_path: Path) -> None:
     ds, model = mixed
     cls, ctx, result, audit = _run_stage(tmp_path, ds, model)
     for name in cls.outputs:

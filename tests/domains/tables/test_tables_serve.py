@@ -41,7 +41,7 @@ def _rows(served, n: int) -> list[dict]:  # type: ignore[no-untyped-def]
     return [json_row(ds.test, i, schema) for i in range(n)]
 
 
-def test_one_row_and_a_batch(served, client: TestClient) -> None:  # type: ignore[no-untyped-def]
+def test_one_row_and_a_batch(served: Any, client: TestClient) -> None:
     ds, model, _, _ = served
     rows = _rows(served, 12)
     one = client.post("/predict", json={"row": rows[0]})
@@ -58,7 +58,7 @@ def test_one_row_and_a_batch(served, client: TestClient) -> None:  # type: ignor
     assert client.post("/predict", json=rows[0]).json()["predictions"] == batch[:1]  # a bare row
 
 
-def test_a_nullable_column_may_be_left_out(client: TestClient, served) -> None:  # type: ignore[no-untyped-def]
+def test_a_nullable_column_may_be_left_out(client: TestClient, served: Any) -> None:
     row = {k: v for k, v in _rows(served, 1)[0].items() if k != "color"}  # color had missing values
     assert client.post("/predict", json={"row": row}).status_code == 200
     assert client.post("/predict", json={"row": {**row, "size": None}}).status_code == 200
@@ -89,7 +89,7 @@ def test_every_bad_input_is_a_422_naming_the_column(client: TestClient, served, 
     assert f"column {column!r}" in detail["error"] and message in detail["error"]
 
 
-def test_unknown_categories_can_be_allowed(served) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_categories_can_be_allowed(served: Any) -> None:
     ds, model, bundle, _ = served
     client = TestClient(create_table_app(bundle, TableServeSettings(allow_unknown_categories=True)))
     row = {**_rows(served, 1)[0], "color": "Q"}
@@ -107,7 +107,7 @@ def test_malformed_bodies(client: TestClient) -> None:
     assert client.post("/predict", json={"rows": [1]}).status_code == 422
 
 
-def test_routes_and_psi_on_metrics(client: TestClient, served) -> None:  # type: ignore[no-untyped-def]
+def test_routes_and_psi_on_metrics(client: TestClient, served: Any) -> None:
     assert client.get("/health").json()["status"] == "ok"
     assert client.get("/ready").status_code == 200
     assert [c["name"] for c in client.get("/schema").json()["columns"]] == ["color", "city", "size", "when"]
@@ -128,7 +128,7 @@ def test_routes_and_psi_on_metrics(client: TestClient, served) -> None:  # type:
     assert "mlestar_rows_total 120.0" in text and "mlestar_drift_window_rows 120.0" in text
 
 
-def test_the_sklearn_runtime_answers_the_same(served) -> None:  # type: ignore[no-untyped-def]
+def test_the_sklearn_runtime_answers_the_same(served: Any) -> None:
     client = TestClient(create_table_app(served[2], runtime="sklearn"))
     onnx = TestClient(create_table_app(served[2]))
     rows = _rows(served, 5)
@@ -140,7 +140,7 @@ def test_the_sklearn_runtime_answers_the_same(served) -> None:  # type: ignore[n
     np.testing.assert_allclose(got, want, atol=1e-6)
 
 
-def test_serve_dispatches_a_table_bundle_to_the_table_app(served, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_serve_dispatches_a_table_bundle_to_the_table_app(served: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
     from typer.testing import CliRunner
 
