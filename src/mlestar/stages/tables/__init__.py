@@ -1,1 +1,1 @@
-"""Stages of the tables domain, one module per MLE-Star stage."""
+"""The seven MLE-Star stages for tables (CSV, TSV, Parquet, JSON lines), one module each."""
