@@ -37,9 +37,9 @@ from mlestar.deploy.export import EXPORT_FILES, Runner, load_onnx_runner, load_t
 from mlestar.deploy.monitor import DriftReference
 from mlestar.deploy.quantize import QUANTIZED_FILES
 from mlestar.errors import BundleError, ExportError
-from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json, sha256_file
+from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from mlestar.tracking.manifest import MANIFEST, manifest_of, verify_entry
 
-MANIFEST = "manifest.json"
 LABELS = "labels.json"
 PREPROCESSING = "preprocessing.json"
 METADATA = "metadata.json"
@@ -164,8 +164,7 @@ def _complete_metadata(metadata: dict[str, Any], model_files: dict[str, Path]) -
 
 
 def _manifest(bundle_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
-    return {name: {"sha256": sha256_file(bundle_dir / name), "size": (bundle_dir / name).stat().st_size}
-            for name in sorted(names)}
+    return manifest_of(bundle_dir, names)
 
 
 # --------------------------------------------------------------------------- model card
@@ -302,16 +301,7 @@ def _read_manifest(bundle_dir: Path) -> dict[str, dict[str, Any]]:
 
 
 def _verify_entry(bundle_dir: Path, name: str, entry: dict[str, Any]) -> None:
-    relative = PurePosixPath(name)
-    # An edited manifest must not send the checker (or the loader) outside the bundle.
-    if relative.is_absolute() or ".." in relative.parts:
-        raise BundleError(f"bundle {bundle_dir} manifest names {name!r}, outside the bundle", hint=_REEXPORT_HINT)
-    path = bundle_dir / relative
-    if not path.is_file():
-        raise BundleError(f"bundle file {path} is missing", hint=_REEXPORT_HINT)
-    if path.stat().st_size != entry.get("size") or sha256_file(path) != entry.get("sha256"):
-        raise BundleError(f"bundle file {path} does not match its checksum in {MANIFEST} "
-                          "(edited or corrupted after the bundle was written)", hint=_REEXPORT_HINT)
+    verify_entry(bundle_dir, name, entry, _REEXPORT_HINT)
 
 
 # --------------------------------------------------------------------------- loading

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mlestar.domains.tables.plan import TablePlan, as_text_frame, model_frame
+from mlestar.domains.tables.plan import TablePlan, as_float32_numbers, as_text_frame, model_frame
 from mlestar.errors import StageError
 
 
@@ -42,8 +42,10 @@ class TableModel:
         return self.plan.inputs
 
     def prepare(self, frame: Any) -> Any:
-        """The frame the pipeline reads: its input columns, dates as days, categories as text."""
-        return as_text_frame(model_frame(frame, self.inputs, self.plan.datetime_columns), self.plan)
+        """The frame the pipeline reads: its input columns, dates as days, numbers at float32 precision
+        (what the ONNX export computes on), categories as text."""
+        prepared = model_frame(frame, self.inputs, self.plan.datetime_columns)
+        return as_text_frame(as_float32_numbers(prepared, self.plan), self.plan)
 
     def predict_proba(self, frame: Any) -> np.ndarray:
         """Class probabilities, shape ``(rows, classes)``, rows summing to 1 (classification only)."""
