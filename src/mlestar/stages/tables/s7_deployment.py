@@ -41,7 +41,7 @@ class TableDeployment(Stage):
     name = "deployment"
     domain = "tables"
     title = "Deployment preparation"
-    config_paths = ("project", "deployment", "task")
+    config_paths = ("project.name", "project.description", "deployment", "task")
     inputs = (DATASET_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
     # bundle/model.onnx is written too when the learner converts (not declared: a CatBoost or
     # HistGradientBoosting model is served from model.joblib without it).
