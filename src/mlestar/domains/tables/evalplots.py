@@ -11,9 +11,10 @@ atomically; text from the data has ``$`` escaped so it never becomes mathtext.
 
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import matplotlib
 
@@ -155,6 +156,21 @@ def plot_error_by_category(breakdown: dict[str, list[dict[str, Any]]], task: str
     return save(fig, path)
 
 
+@contextlib.contextmanager
+def _global_rng_kept() -> Iterator[None]:
+    """shap's beeswarm reseeds NumPy's global generator (and warns about it): restore it afterwards,
+    so drawing a plot never changes what later seeded code draws."""
+    import warnings
+
+    state = np.random.get_state()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*global RNG.*")
+        try:
+            yield
+        finally:
+            np.random.set_state(state)
+
+
 def plot_shap(explanation: Explanation, top: list[str], class_names: list[str], out_dir: Path) -> None:
     """``shap_summary.png`` (beeswarm; for several classes, mean |SHAP| bars by class) and
     ``shap_dependence.png`` (the ``top`` features side by side)."""
@@ -167,7 +183,9 @@ def plot_shap(explanation: Explanation, top: list[str], class_names: list[str], 
         shap.summary_plot(per_class, explanation.data, feature_names=names, plot_type="bar", show=False,
                           class_names=[plain(c, 20) for c in class_names], max_display=20)
     else:
-        shap.summary_plot(explanation.values, explanation.data, feature_names=names, show=False, max_display=20)
+        with _global_rng_kept():
+            shap.summary_plot(explanation.values, explanation.data, feature_names=names, show=False,
+                              max_display=20)
     save(plt.gcf() if plt.get_fignums() else fig, out_dir / "shap_summary.png")
     plt.close("all")
     plot_dependence(explanation, top, class_names, out_dir / "shap_dependence.png")
