@@ -295,9 +295,9 @@ def test_digits_ignores_a_path_and_says_so(tmp_path: Path) -> None:
     assert loaded.warnings == ["data.raw_data_path: digits is bundled with scikit-learn; the path is not read"]
 
 
-@pytest.mark.parametrize("kind", ["nlp", "tabular_data"])
+@pytest.mark.parametrize("kind", ["nlp", "speech"])
 def test_non_image_sample_projects_are_refused_not_run_on_other_data(tmp_path: Path, kind: str) -> None:
-    with pytest.raises(ConfigError, match=rf"project\.type is '{kind}'; mlestar trains image classifiers"):
+    with pytest.raises(ConfigError, match=rf"project\.type is '{kind}'; mlestar trains image classifiers and table"):
         load_yaml(tmp_path, f"project: {{name: x, type: {kind}}}\nquality_gates: {{}}\n")
 
 

@@ -175,11 +175,14 @@ def _run_stage(tmp_path: Path, ds, model, learner_note: str = ""):  # type: igno
     from mlestar.stages.tables.s7_deployment import TableDeployment
     from mlestar.workflow.stage import StageContext
 
-    (tmp_path / "01_situation_analysis").mkdir(parents=True, exist_ok=True)
-    (tmp_path / "05_evaluation").mkdir(exist_ok=True)
-    (tmp_path / "01_situation_analysis" / "dataset.json").write_text(json.dumps({"name": ds.name}))
+    from mlestar.domains.tables.dataset import dataset_record
+
+    for folder in ("01_situation_analysis", "05_evaluation", "06_refinement"):
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "01_situation_analysis" / "dataset.json").write_text(json.dumps(dataset_record(ds), default=str))
     (tmp_path / "05_evaluation" / "evaluation.json").write_text(json.dumps({"metrics": {"test_accuracy": 0.9}}))
-    model.save(tmp_path / "05_evaluation" / "model.joblib")
+    (tmp_path / "06_refinement" / "refinement.json").write_text(json.dumps({"adopted": "baseline (stage 4 plan)"}))
+    model.save(tmp_path / "06_refinement" / "model.joblib")
     config = MlestarConfig(data={"source": "table", "dataset": "breast_cancer"},
                            task={"targets": {"test_accuracy": 0.95}})
     audit = _Audit()

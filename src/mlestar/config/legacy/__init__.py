@@ -14,9 +14,9 @@ Two shapes come from that family (NovaCron's ``mle-star-samples`` and its
 What maps onto :class:`~mlestar.config.schema.MlestarConfig` is moved there;
 every other key is named in a warning with its full path and why, so nothing
 is dropped silently. Keys that are already mlestar's (``training.schedule``,
-a ``refinement`` section) pass through. A sample project that is not image
-classification (the NLP and tabular ones) is refused rather than run on
-other data.
+a ``refinement`` section) pass through. The tabular sample project becomes a
+``data.source: table`` config (:mod:`.tables`); one that is neither images nor
+tables (the NLP one) is refused rather than run on other data.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from mlestar.config.legacy.data import finish_data, translate_augmentation, tran
 from mlestar.config.legacy.sample import (translate_deployment, translate_error_handling, translate_evaluation,
                                           translate_project, translate_quality_gates, translate_targets,
                                           translate_workflow)
+from mlestar.config.legacy.tables import finish_tables, is_tabular, translate_tabular_section
 from mlestar.config.legacy.template import translate_environment, translate_experiment, translate_tuning
 from mlestar.config.legacy.training import translate_model, translate_training
 
@@ -72,8 +73,9 @@ def translate_legacy(raw: dict[str, Any], *, source: str = "config") -> tuple[di
             names a data set it has no source for without a path to the images.
     """
     tr = Translation(source)
+    tabular = is_tabular(raw)
     for key, value in raw.items():
-        if value is None:
+        if value is None or (tabular and translate_tabular_section(tr, str(key), value)):
             continue
         handler = _HANDLERS.get(str(key))
         if handler is not None:
@@ -82,7 +84,7 @@ def translate_legacy(raw: dict[str, Any], *, source: str = "config") -> tuple[di
             _native(tr, str(key), value)
         else:
             tr.warn(str(key), _TOP_WHY.get(str(key), "not supported by mlestar; ignored"))
-    finish_data(tr)
+    finish_tables(tr) if tabular else finish_data(tr)
     return tr.out, tr.warnings
 
 

@@ -17,9 +17,9 @@ from mlestar.config.legacy.common import (Handler, Translation, as_list, as_mapp
 from mlestar.config.schema import DeploymentConfig, EvaluationConfig
 from mlestar.errors import ConfigError
 
-# Project kinds of the sample family that are not image classification (mlestar trains image classifiers).
-_NOT_IMAGES = {"nlp", "text", "textclassification", "tabular", "tabulardata", "timeseries", "audio", "speech",
-               "regression", "recommendation"}
+# Project kinds of the sample family that mlestar does not train (it trains image classifiers and tables).
+# (Tabular sample projects never reach here: mlestar.config.legacy.tables translates them.)
+_NOT_IMAGES = {"nlp", "text", "textclassification", "timeseries", "audio", "speech", "recommendation"}
 
 # quality_gates key -> (metric, comparison, constraint it also sets)
 _GATE_KEYS: dict[str, tuple[str, str, str | None]] = {
@@ -72,10 +72,10 @@ def translate_project(tr: Translation, value: Any, path: str) -> None:
     for key in ("type", "category"):
         if norm(section.get(key, "")) in _NOT_IMAGES:
             raise ConfigError(
-                f"{tr.source}: {path}.{key} is {section[key]!r}; mlestar trains image classifiers, so it cannot "
-                "run this sample project (its data is not images)",
-                hint="use the computer-vision (CIFAR-10) sample, or point the data section at images "
-                     "(digits, cifar10, or an image folder) and set project.type: computer_vision")
+                f"{tr.source}: {path}.{key} is {section[key]!r}; mlestar trains image classifiers and table models, "
+                "so it cannot run this sample project (its data is neither images nor a table)",
+                hint="use the computer-vision (CIFAR-10) or tabular sample, or point the data section at images "
+                     "(project.type: computer_vision) or a table (project.type: tabular)")
     walk(tr, section, path, {"name": to("project.name", str), "description": to("project.description", str),
                              "runs_dir": to("project.runs_dir", str)},
          warn_with({}, "descriptive only; kept out of the config"))
