@@ -219,3 +219,37 @@ def test_a_token_in_the_link_opens_the_dashboard_and_its_api_calls(page: Any, tm
         page.click("a.run-link")  # the cookie set by ?token= carries the next page and its fetches
         page.wait_for_selector("svg.pipeline .stage-node")
         assert "token" not in page.url
+
+
+# The key tables of each stage of a table run, and how many rows each shows for the tiny
+# breast-cancer run (30 input columns, 2 folds, 2 classes + 2 averages, 3 candidates, 4 trials).
+TABLE_STAGE_ROWS = {
+    "situation_analysis": {"columns-table": 30, "recommendations": 2, "class-counts": 2},
+    "task_definition": {"probe": 6},
+    "action_planning": {"plan-columns": 30, "plan-decisions": 2},
+    "implementation": {"cv-folds": 2, "val-scores": 7, "permutation-importance": 30},
+    "evaluation": {"per-class": 4, "confusion": 2, "threshold": 7, "shap-importance": 30},
+    "refinement": {"candidates": 3, "trials": 4},
+    "deployment": {"parity": 1, "benchmark": 4, "input-schema": 30, "drift": 30},
+}
+
+
+@pytest.fixture(scope="module")
+def table_url(finished_table_run: tuple[Path, str]) -> Iterator[str]:
+    with serving(finished_table_run[0]) as url:
+        yield url
+
+
+def test_a_table_run_shows_each_stage_as_tables(page: Any, table_url: str,
+                                                finished_table_run: tuple[Path, str]) -> None:
+    run_id = finished_table_run[1]
+    for stage, tables in TABLE_STAGE_ROWS.items():
+        page.goto(f"{table_url}/runs/{run_id}#{stage}")
+        expect(page.locator(f".stage-panel[data-stage={stage}]")).to_have_count(1)
+        for testid, rows in tables.items():
+            expect(page.locator(f"[data-testid={testid}] tbody tr")).to_have_count(rows)
+        shot(page, f"11-table-{stage}")
+    expect(page.locator("[data-testid=parity] tbody tr")).to_contain_text("passed")
+    page.goto(f"{table_url}/runs/{run_id}#implementation")
+    expect(page.locator("[data-testid=learning-curve] figure.chart path.line")).to_have_count(2)
+    expect(page.locator("[data-testid=cv-summary]")).to_contain_text("roc_auc:")

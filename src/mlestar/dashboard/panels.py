@@ -3,16 +3,22 @@
 A panel lists every file with a download URL and reads the small ones: JSON
 reports (parsed), Markdown and text (as text, never as markup), CSV tables
 (rows of strings) and images (by URL). Earlier attempts kept in ``_attempts/``
-are listed too. The implementation panel adds the training history, which is
+are listed too. Every panel names the run's ``domain`` (``tables`` or ``images``)
+so the browser picks the renderers that know that domain's files.
+
+For an image run the implementation panel adds the training history, which is
 also readable while training runs: before ``history.json`` exists the rows come
 from the checkpoint written after every epoch (loaded with ``weights_only``,
-so the file cannot run code in the dashboard).
+so the file cannot run code in the dashboard). A table run has no epochs: its
+boosting curve is already in the panel, inside ``04_implementation/training.json``
+(``curve``), so its panel carries no ``history``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -39,7 +45,8 @@ def stage_panel(runs_dir: Path, run_dir: Path, stage: str) -> dict[str, Any]:
     Returns a dict with ``stage``, ``folder``, ``status``, ``files`` (path, size, url),
     ``images`` (path, url), ``json`` / ``text`` / ``tables`` keyed by stage-relative
     path, ``reports`` (HTML reports, by URL, opened sandboxed) and ``attempts``
-    (earlier attempts' files); the implementation stage adds ``history``.
+    (earlier attempts' files) and ``domain`` (:func:`run_domain`); the implementation
+    stage of an image run adds ``history``.
 
     Raises:
         RunNotFoundError: when ``stage`` is not a stage name.
@@ -49,14 +56,29 @@ def stage_panel(runs_dir: Path, run_dir: Path, stage: str) -> dict[str, Any]:
     folder = stage_folder(stage)
     entry = (RunState.load(run_dir).data.get("stages") or {}).get(stage) or {}
     files = list_files(runs_dir, run_dir, folder)
+    domain = run_domain(run_dir)
     panel: dict[str, Any] = {"stage": stage, "folder": folder, "status": entry.get("status", "pending"),
-                             "files": files, "images": [], "json": {}, "text": {}, "tables": {}, "reports": [],
-                             "attempts": attempts(runs_dir, run_dir, folder)}
+                             "domain": domain, "files": files, "images": [], "json": {}, "text": {}, "tables": {},
+                             "reports": [], "attempts": attempts(runs_dir, run_dir, folder)}
     for item in files:
         _read_into(panel, Path(run_dir), folder, item)
-    if stage == "implementation":
+    if stage == "implementation" and domain == "images":
         panel["history"] = training_history(run_dir)
     return panel
+
+
+def run_domain(run_dir: Path) -> str:
+    """``tables`` when the run's ``config.json`` says ``data.source: table``, else ``images``.
+
+    A missing, unreadable or oddly shaped config reads as ``images``, the domain the
+    dashboard showed before tables existed: a panel never fails over its domain.
+    """
+    try:
+        config = read_json(Path(run_dir) / "config.json")
+    except (OSError, ValueError):
+        return "images"
+    data = config.get("data") if isinstance(config, dict) else None
+    return "tables" if isinstance(data, dict) and data.get("source") == "table" else "images"
 
 
 def _read_into(panel: dict[str, Any], run_dir: Path, folder: str, item: dict[str, Any]) -> None:
@@ -79,8 +101,13 @@ def _read_into(panel: dict[str, Any], run_dir: Path, folder: str, item: dict[str
 
 
 def _json_or_none(path: Path) -> Any:
+    """The parsed file, ``None`` when unreadable; ``NaN``/``Infinity`` read as ``None``.
+
+    Python writes non-finite floats (a PSI over no rows is NaN) as bare ``NaN``, which
+    strict JSON, and so the API's response, cannot carry.
+    """
     try:
-        return read_json(path)
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=lambda _name: None)
     except (OSError, ValueError):
         return None
 

@@ -132,6 +132,30 @@ export function kvTable(object, { skip = [] } = {}) {
   return out;
 }
 
+/** A plot image that links to its full-size file. */
+export function figure(image, caption) {
+  return el("figure", { class: "plot" },
+    el("a", { href: image.url, title: "open full size" }, el("img", { src: image.url, alt: caption || image.path, loading: "lazy" })),
+    el("figcaption", {}, caption || image.path));
+}
+
+/** The panel's images whose stage-relative path is, or starts with, one of `names`. */
+export function imagesNamed(panel, names) {
+  return panel.images.filter((i) => names.some((n) => i.path === n || i.path.startsWith(n)));
+}
+
+/** A panel CSV ({columns, rows} of strings) as a table, numbers formatted; null without data. */
+export function csvTable(data, testid) {
+  if (!data) return null;
+  const cell = (text) => (text !== undefined && text !== "" && Number.isFinite(Number(text)) ? fmtValue(Number(text)) : text ?? "");
+  const columns = data.columns.map((name, index) => ({ label: name, cell: (r) => cell(r[index]) }));
+  return table(columns, data.rows, { testid });
+}
+
+export function gallery(images) {
+  return el("div", { class: "gallery" }, images.map((i) => figure(i)));
+}
+
 export function section(title, ...children) {
   return el("section", { class: "panel" }, el("h2", {}, title), ...children);
 }

@@ -1,28 +1,8 @@
 // Stage panels: what each stage found or made, then every file it wrote.
 
-import { badge, commandLine, el, fmtBytes, fmtDuration, fmtValue, kvTable, section, table } from "./dom.js";
+import { badge, commandLine, csvTable, el, fmtBytes, fmtDuration, fmtValue, gallery, imagesNamed, kvTable, section, table } from "./dom.js";
 import { trainingCharts } from "./charts.js";
-
-function figure(image, caption) {
-  return el("figure", { class: "plot" },
-    el("a", { href: image.url, title: "open full size" }, el("img", { src: image.url, alt: caption || image.path, loading: "lazy" })),
-    el("figcaption", {}, caption || image.path));
-}
-
-function imagesNamed(panel, names) {
-  return panel.images.filter((i) => names.some((n) => i.path === n || i.path.startsWith(n)));
-}
-
-function csvTable(data, testid) {
-  if (!data) return null;
-  const cell = (text) => (text !== undefined && text !== "" && Number.isFinite(Number(text)) ? fmtValue(Number(text)) : text ?? "");
-  const columns = data.columns.map((name, index) => ({ label: name, cell: (r) => cell(r[index]) }));
-  return table(columns, data.rows, { testid });
-}
-
-function gallery(images) {
-  return el("div", { class: "gallery" }, images.map((i) => figure(i)));
-}
+import { TABLE_RENDERERS } from "./tables.js";
 
 function situation(panel) {
   const report = panel.json["report.json"] || {};
@@ -140,7 +120,8 @@ export function stagePanel(panel, stage, runId, detail) {
     el("span", {}, ` ${stage.attempts} attempt${stage.attempts === 1 ? "" : "s"} · ${fmtDuration(stage.duration)}`),
     stage.cached_from ? el("span", { class: "muted" }, ` · reused from ${stage.cached_from}`) : null,
     el("p", { class: "summary" }, stage.summary || stage.reason || stage.error || ""));
-  const specific = panel.files.length || panel.history ? SPECIFIC[panel.stage](panel, detail) : [el("p", { class: "muted" }, "this stage has written no files yet")];
+  const renderers = panel.domain === "tables" ? TABLE_RENDERERS : SPECIFIC;
+  const specific = panel.files.length || panel.history ? renderers[panel.stage](panel, detail) : [el("p", { class: "muted" }, "this stage has written no files yet")];
   return el("div", { class: "stage-panel", "data-stage": panel.stage }, head, specific, rawSections(panel),
     section("Files", fileList(panel.files)), attemptsSection(panel));
 }
