@@ -132,3 +132,22 @@ def test_sample_project_config_translates_with_warnings() -> None:
                 "error_handling.restart_from_checkpoint", "hardware"):
         assert key in warned, key
     assert "training.scheduler" not in warned  # `scheduler: cosine` is mlestar's cosine schedule
+
+
+def test_a_table_config_is_told_where_image_settings_went(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("data: {source: table, dataset: iris}\ntraining: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match="a table run reads the `tables` section"):
+        load_config(path)
+    path.write_text("data: {source: table, dataset: iris}\ngates: [{metric: test_rmse, op: '<=', threshold: 1}]\n"
+                    "tables: {cv_folds: 3}\n")
+    loaded = load_config(path)  # task auto: the metric's task is checked in stage 2
+    assert loaded.config.tables.cv_folds == 3 and loaded.config.task.primary_metric is None
+
+
+def test_a_saved_table_config_loads_again() -> None:
+    from mlestar.config.schema import MlestarConfig
+
+    config = MlestarConfig(data={"source": "table", "dataset": "wine", "task": "multiclass"})
+    again = MlestarConfig.model_validate(config.model_dump(mode="json"))
+    assert again == config and again.task.primary_metric == "test_accuracy"

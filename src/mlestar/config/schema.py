@@ -583,7 +583,23 @@ class MlestarConfig(Section):
         object.__setattr__(self.task, "primary_metric", self.task.primary_metric or default)
         object.__setattr__(self.task, "secondary_metrics", secondary)
         check_metric_domain(self, task)
+        self._image_sections_unused()
         return self
+
+    def _image_sections_unused(self) -> None:
+        """A table config that sets image-only settings is told where they went, not silently ignored.
+
+        Compared with the defaults, not by which keys were given: a saved run's config.json lists
+        every section and must load again (resume, reproduce).
+        """
+        if self.domain != "tables":
+            return
+        if self.training != TrainingConfig():
+            raise ValueError("training: configures image training; a table run reads the `tables` section "
+                             "(learner, cv_folds, early_stopping_rounds, n_jobs, params)")
+        if self.refinement.search_space != _default_space():
+            raise ValueError("refinement.search_space: applies to images; a table run searches the learner's "
+                             "registered space (src/mlestar/domains/tables/learners.py)")
 
     @field_validator("remedies")
     @classmethod

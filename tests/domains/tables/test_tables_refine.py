@@ -25,7 +25,8 @@ def test_search_starts_from_the_plan_and_prunes(mixed) -> None:
                                study_name="t", pruner="median", n_jobs=1)
     assert result.completed + result.pruned == 8 and result.completed >= 3
     first = result.trials[0]
-    assert first["params"]["learning_rate"] == pytest.approx(0.05) and first["params"]["num_leaves"] == 31
+    assert first["params"] == pytest.approx({"learning_rate": 0.05, "num_leaves": 31, "min_child_samples": 20,
+                                              "subsample": 0.8, "colsample_bytree": 0.8, "reg_lambda": 1e-3})
     assert result.best_value == max(t["value"] for t in result.trials if t["state"] == "COMPLETE")
 
 
@@ -55,3 +56,12 @@ def test_ablation_finds_the_group_that_matters(mixed) -> None:
     rows = refine.ablations(plan, ds, "roc_auc", reference=0.85, n_jobs=1)
     assert {r["group"] for r in rows} == {"numeric", "categorical", "datetime"}
     assert rows[0]["group"] == "numeric" and rows[0]["change"] < -0.1  # x carries most of the signal
+
+
+def test_no_trial_is_pruned_before_half_the_baselines_rounds(mixed) -> None:
+    ds, plan = mixed
+    from mlestar.domains.tables.fit import fit_plan
+
+    baseline = fit_plan(plan, ds.train, ds.val, ds.class_names).model
+    kept = baseline.pipeline.named_steps["model"].best_iteration_
+    assert refine.warmup_rounds(baseline) == max(20, kept // 2)

@@ -249,12 +249,12 @@ def _encode_target(frame: Any, target: str, task: TaskKind, class_names: tuple[s
         frame[target] = _as_float(frame[target], target)
         return frame
     index = {name: i for i, name in enumerate(class_names)}
-    labels = frame[target].map(_label)
-    unknown = sorted(set(labels) - set(index))
+    labels = {value: _label(value) for value in frame[target].unique()}  # once per class, not per row
+    unknown = sorted({label for label in labels.values() if label not in index})
     if unknown:
         raise DataError(f"the test table has target classes the training table lacks: {unknown[:5]}",
                         hint="every test class must appear in training")
-    frame[target] = labels.map(index).astype("int64")
+    frame[target] = frame[target].map({value: index[label] for value, label in labels.items()}).astype("int64")
     return frame
 
 

@@ -46,7 +46,10 @@ ONNX_FILE = "model.onnx"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
 PARITY_ROWS = 500  # rows compared; more adds time, not confidence
 MIN_PROBA_TOLERANCE = 1e-4  # float32 probabilities after hundreds of trees differ from float64 by ~1e-7
-REGRESSION_RELATIVE_TOLERANCE = 1e-5  # |a - b| / max(1, |b|) on values in the target's scale
+# Values are compared relative to max(1, |value|). The graph sums hundreds of trees in float32 (about
+# 1e-7 of rounding each), and a log1p target's expm1 turns that absolute error on the log into a
+# relative one: diamonds' 800-tree price model differs by 1.8e-5 relative. 1e-4 is 50 cents on $5,000.
+REGRESSION_RELATIVE_TOLERANCE = 1e-4
 _CATEGORY_ACTIONS = ("onehot", "ordinal")
 
 
@@ -284,8 +287,9 @@ class ParityReport:
 
 
 def parity_tolerance(task: str, configured: float) -> float:
-    """The bound for ``task``: ``max(configured, 1e-4)`` on probabilities, relative 1e-5 on values."""
-    return REGRESSION_RELATIVE_TOLERANCE if task == "regression" else max(configured, MIN_PROBA_TOLERANCE)
+    """The bound for ``task``: ``max(configured, 1e-4)`` on probabilities and on values relative to
+    max(1, |value|); ``deployment.parity_tolerance`` above that loosens both."""
+    return max(configured, REGRESSION_RELATIVE_TOLERANCE if task == "regression" else MIN_PROBA_TOLERANCE)
 
 
 def check_parity(model: TableModel, runner: OnnxRunner, frame: Any, *, tolerance: float,

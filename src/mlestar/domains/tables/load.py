@@ -180,26 +180,39 @@ def _utf8(value: bytes) -> bool:
     return True
 
 
+# What float() reads as a number (Python's own grammar, minus digit underscores).
+_NUMBER_RE = r"^[-+]?((\d+(\.\d*)?)|(\.\d+))([eE][-+]?\d+)?$|^[-+]?(inf|infinity|nan)$"
+
+
 def _check_mixed(path: Path, table: Any, declared: frozenset[str]) -> None:
-    """A text column whose values are nearly all numbers: stray text in a numeric column."""
+    """A text column whose values are nearly all numbers: stray text in a numeric column.
+
+    Counted over distinct values with pyarrow (each tested once, weighted by its count), so a
+    million-row column costs a value count, not a million ``float()`` calls.
+    """
     import pyarrow.types as t
 
     for field in table.schema:
         if not t.is_string(field.type) or field.name in declared:
             continue
-        values = [v for v in table.column(field.name).to_pylist() if v is not None and v.strip()]
-        strays = [v for v in values if not _number(v)]
-        if values and strays and 1 - len(strays) / len(values) >= MIXED_NUMERIC_SHARE:
-            value = strays[0]
-            raise DataError(f"table {path}: column {field.name!r} mixes numbers and text: {len(strays)} of "
-                            f"{len(values)} values are not numbers (e.g. {value!r})",
+        present, strays, example = _stray_text(table.column(field.name))
+        if present and strays and 1 - strays / present >= MIXED_NUMERIC_SHARE:
+            raise DataError(f"table {path}: column {field.name!r} mixes numbers and text: {strays} of "
+                            f"{present} values are not numbers (e.g. {example!r})",
                             hint=f"fix those values, mark them missing, or declare the column's type in "
                                  f"data.columns ({field.name}: categorical)")
 
 
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+def _stray_text(column: Any) -> tuple[int, int, str | None]:
+    """``(non-blank values, values that are not numbers, the first such value)`` of a text column."""
+    import pyarrow.compute as pc
+
+    counts = pc.value_counts(column.drop_null())
+    values, numbers = pc.utf8_trim_whitespace(counts.field("values")), counts.field("counts")
+    blank = pc.equal(values, "")
+    numeric = pc.match_substring_regex(values, _NUMBER_RE, ignore_case=True)
+    stray = pc.and_(pc.invert(blank), pc.invert(numeric))
+    present = int(pc.sum(pc.if_else(blank, 0, numbers)).as_py() or 0)
+    strays = int(pc.sum(pc.if_else(stray, numbers, 0)).as_py() or 0)
+    example = values.filter(stray)[0].as_py() if strays else None
+    return present, strays, example

@@ -74,7 +74,8 @@ class TableRefinement(Stage):
         search = refine.run_search(plan, dataset, score=score, n_trials=cfg.n_trials, timeout=cfg.timeout,
                                    storage=f"sqlite:///{ctx.out_dir / 'study.db'}",
                                    study_name=cfg.study_name or f"{ctx.run_id}-refinement", pruner=cfg.pruner,
-                                   n_jobs=jobs, on_trial=lambda done, total: ctx.progress("trials", done, total))
+                                   n_jobs=jobs, warmup_rounds=refine.warmup_rounds(baseline_model),
+                                   on_trial=lambda done, total: ctx.progress("trials", done, total))
         base = refine.Candidate("baseline (stage 4 plan)", [refine.val_score(baseline_model, dataset, score)],
                                 baseline_model, plan)
         if len(seeds) > 1:  # seed 0 is stage 4's own model, reused
