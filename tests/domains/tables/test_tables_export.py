@@ -222,3 +222,18 @@ def test_the_stage_serves_an_unconvertible_learner_from_joblib(tmp_path: Path) -
     assert result.metrics["deploy_latency_p95"] > 0
     assert audit.records[-1]["choice"] == "sklearn" and "hist_gradient_boosting" in audit.records[-1]["reason"]
     assert load_table_bundle(ctx.out_dir / "bundle").runtime == "sklearn"
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "wine", "diabetes"])
+def test_stage_6_ensembles_export_with_parity(name: str) -> None:
+    from mlestar.domains.tables import refine
+    from mlestar.domains.tables.export import OnnxRunner, check_parity, convert
+
+    ds = builtin(name)
+    plan = fit(ds).plan
+    trials = [{"params": {"num_leaves": n}, "best_iteration": 30} for n in (8, 16)]
+    model = refine.ensemble_model(plan, trials, ds, seed=0, n_jobs=1)
+    data, inputs = convert(model)
+    report = check_parity(model, OnnxRunner(data, inputs, model.task, plan.target_transform), ds.val,
+                          tolerance=1e-4, min_top1_agreement=0.98)
+    assert report.passed and report.max_abs_diff < 1e-5

@@ -165,7 +165,8 @@ def convert(model: TableModel) -> tuple[bytes, list[OnnxInput]]:
     inputs = model_inputs(model)
     types = [(i.column, StringTensorType([None, 1]) if i.dtype == "string" else FloatTensorType([None, 1]))
              for i in inputs]
-    options = None if model.task == "regression" else {id(pipeline.steps[-1][1]): {"zipmap": False}}
+    final = pipeline if hasattr(pipeline, "estimators_") else pipeline.steps[-1][1]  # an ensemble, or the learner
+    options = None if model.task == "regression" else {id(final): {"zipmap": False}}
     try:
         onx = convert_sklearn(pipeline, initial_types=types, options=options, target_opset=OPSETS)
     except Exception as exc:  # skl2onnx raises many types (RuntimeError, ValueError, NotImplementedError, ...)
@@ -179,11 +180,15 @@ def convert(model: TableModel) -> tuple[bytes, list[OnnxInput]]:
 
 
 def _convertible_copy(pipeline: Any) -> Any:
-    """A copy whose category imputers look for ``__missing__`` (what feeds carry) instead of NaN."""
+    """A copy whose category imputers look for ``__missing__`` (what feeds carry) instead of NaN.
+
+    ``pipeline`` is one fitted pipeline, or stage 6's soft-voting ensemble of them.
+    """
     pipeline = copy.deepcopy(pipeline)
-    for name, transformer, _ in pipeline.named_steps["preprocess"].transformers_:
-        if name in _CATEGORY_ACTIONS:
-            transformer.named_steps["impute"].missing_values = MISSING  # now a no-op; skl2onnx accepts it
+    for member in getattr(pipeline, "estimators_", None) or [pipeline]:
+        for name, transformer, _ in member.named_steps["preprocess"].transformers_:
+            if name in _CATEGORY_ACTIONS:
+                transformer.named_steps["impute"].missing_values = MISSING  # now a no-op; skl2onnx accepts it
     return pipeline
 
 
@@ -238,6 +243,7 @@ class OnnxRunner:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: skl2onnx's voting graphs carry an unused initializer
         options.intra_op_num_threads = threads  # one request at a time per worker; more threads only contend
         options.inter_op_num_threads = 1
         data = source if isinstance(source, bytes) else Path(source).read_bytes()

@@ -217,7 +217,9 @@ def ensemble_model(plan: TablePlan, members: list[dict[str, Any]], dataset: Tabl
             params["class_weight"] = "balanced"
         learner = create_learner(plan.learner, plan.task, params, seed=seed + i, n_jobs=n_jobs)
         pipes.append((f"m{i}", Pipeline([("preprocess", build_preprocessor(plan)), ("model", learner)])))
-    voting = VotingRegressor(pipes) if plan.task == "regression" else VotingClassifier(pipes, voting="soft")
+    # flatten_transform=False: the only form skl2onnx converts (it changes transform(), never predict_proba)
+    voting = VotingRegressor(pipes) if plan.task == "regression" else VotingClassifier(pipes, voting="soft",
+                                                                                        flatten_transform=False)
     model = TableModel(pipeline=None, plan=plan, class_names=dataset.class_names)
     y = forward_target(dataset.train[plan.target].to_numpy(), plan.target_transform)
     model.pipeline = voting.fit(model.prepare(dataset.train), y)
