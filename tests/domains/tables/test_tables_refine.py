@@ -65,3 +65,17 @@ def test_no_trial_is_pruned_before_half_the_baselines_rounds(mixed) -> None:
     baseline = fit_plan(plan, ds.train, ds.val, ds.class_names).model
     kept = baseline.pipeline.named_steps["model"].best_iteration_
     assert refine.warmup_rounds(baseline) == max(20, kept // 2)
+
+
+def test_a_gain_the_validation_rows_could_produce_is_not_adopted(mixed) -> None:
+    from mlestar.domains.tables.fit import fit_plan
+
+    ds, plan = mixed
+    a = fit_plan(plan, ds.train, ds.val, ds.class_names).model
+    b = fit_plan(plan.with_changes(params={"num_leaves": 8}), ds.train, ds.val, ds.class_names).model
+    base = refine.Candidate("base", [0.900, 0.900], a)
+    challenger = refine.Candidate("c", [0.903, 0.903], b)  # +0.003, no seed noise at all
+    assert refine.adopt(base, challenger, "roc_auc")[0]
+    wins, improvement, noise = refine.adopt(base, challenger, "roc_auc", ds)
+    assert not wins and noise > improvement  # 75 validation rows: AUC moves by more than 0.003
+    assert noise == pytest.approx(refine.bootstrap_gain_std(a, b, ds, "roc_auc"))

@@ -91,7 +91,7 @@ class TableRefinement(Stage):
             candidates.append(refine.Candidate(f"soft-voting ensemble of {len(members)} trials",
                                                [refine.val_score(m, dataset, score) for m in models], models[0],
                                                plan, {"members": members}))
-        winner, reason = self._choose(ctx, base, candidates[1:], score)
+        winner, reason = self._choose(ctx, base, candidates[1:], score, dataset)
         ablation = refine.ablations(winner.plan or plan, dataset, score, winner.scores[0], n_jobs=jobs) \
             if cfg.ablation else []
         result = {"score": score, "seeds": seeds, "adopted": winner.name, "reason": reason,
@@ -105,12 +105,13 @@ class TableRefinement(Stage):
         return result, winner.model, winner.plan
 
     @staticmethod
-    def _choose(ctx: StageContext, base: Any, challengers: list[Any], score: str) -> tuple[Any, str]:
+    def _choose(ctx: StageContext, base: Any, challengers: list[Any], score: str, dataset: Any) -> tuple[Any, str]:
         from mlestar.domains.tables import refine
 
-        best, reason = base, "no candidate beat the baseline by more than the seed-to-seed noise"
+        best, reason = base, ("no candidate beat the baseline by more than the noise (seed to seed, and over "
+                              "bootstrap resamples of the validation rows)")
         for challenger in challengers:
-            wins, improvement, noise = refine.adopt(best, challenger, score)
+            wins, improvement, noise = refine.adopt(best, challenger, score, dataset, seed=ctx.config.seed)
             ctx.decide("candidate", challenger.name, f"mean gain {improvement:+.5f} against noise {noise:.5f}",
                        adopted=wins)
             if wins:
