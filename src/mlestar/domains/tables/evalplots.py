@@ -12,7 +12,6 @@ atomically; text from the data has ``$`` escaped so it never becomes mathtext.
 from __future__ import annotations
 
 import contextlib
-import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -22,25 +21,14 @@ matplotlib.use("Agg")  # headless: servers and CI have no display
 
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
 
-from mlestar.utils.io import atomic_write_bytes  # noqa: E402
+from mlestar.domains.tables.plots import save_plot  # noqa: E402
 
 if TYPE_CHECKING:
     from mlestar.domains.tables.evaluate import Explanation
 
 _DPI = 100
 MAX_CURVES = 10  # classes drawn one-vs-rest; more lines are unreadable
-
-
-def save(fig: Figure, path: Path) -> Path:
-    """Render ``fig`` to PNG, close it, write the bytes atomically."""
-    try:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
-    finally:
-        plt.close(fig)
-    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def plain(text: Any, limit: int = 30) -> str:
@@ -55,7 +43,7 @@ def message(text: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.0, 1.2))
     ax.axis("off")
     ax.text(0.5, 0.5, plain(text, 200), ha="center", va="center", wrap=True)
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 def write_task_plots(out_dir: Path, task: str, class_names: tuple[str, ...], y_true: np.ndarray,
@@ -87,7 +75,7 @@ def plot_classification_curves(y_true: np.ndarray, proba: np.ndarray, class_name
     roc.plot([0, 1], [0, 1], "--", color="gray")
     roc.set_title("ROC" + (" (one-vs-rest)" if len(classes) > 1 else ""))
     pr.set_title("precision-recall" + (" (one-vs-rest)" if len(classes) > 1 else ""))
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 def plot_regression_curves(y_true: np.ndarray, predicted: np.ndarray, path: Path) -> Path:
@@ -100,7 +88,7 @@ def plot_regression_curves(y_true: np.ndarray, predicted: np.ndarray, path: Path
                                                 random_state=0)
     left.set_title("predicted against actual")
     right.set_title("residuals (actual - predicted)")
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 def plot_confusion_and_reliability(confusion: dict[str, Any], calibration: dict[str, Any], path: Path) -> Path:
@@ -123,7 +111,7 @@ def plot_confusion_and_reliability(confusion: dict[str, Any], calibration: dict[
     rel.set(xlim=(0, 1), ylim=(0, 1), xlabel="top-class confidence", ylabel="accuracy",
             title=f"reliability (ECE {calibration['ece']:.3f})")
     rel.legend(loc="upper left")
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 def plot_target_buckets(buckets: list[dict[str, Any]], path: Path) -> Path:
@@ -138,7 +126,7 @@ def plot_target_buckets(buckets: list[dict[str, Any]], path: Path) -> Path:
                   rotation=45)
     ax.set(xlabel="bucket of the true target (deciles)", ylabel="error", title="error by target bucket (test)")
     ax.legend()
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 def plot_error_by_category(breakdown: dict[str, list[dict[str, Any]]], task: str, path: Path) -> Path:
@@ -153,7 +141,7 @@ def plot_error_by_category(breakdown: dict[str, list[dict[str, Any]]], task: str
         ax.set_yticks(np.arange(len(rows)), names, fontsize=7)
         ax.set(xlabel=label, title=plain(column))
     fig.suptitle(f"test {label} by category value (top {max(len(r) for r in breakdown.values())} by count)")
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 @contextlib.contextmanager
@@ -186,7 +174,7 @@ def plot_shap(explanation: Explanation, top: list[str], class_names: list[str], 
         with _global_rng_kept():
             shap.summary_plot(explanation.values, explanation.data, feature_names=names, show=False,
                               max_display=20)
-    save(plt.gcf() if plt.get_fignums() else fig, out_dir / "shap_summary.png")
+    save_plot(plt.gcf() if plt.get_fignums() else fig, out_dir / "shap_summary.png", dpi=_DPI)
     plt.close("all")
     plot_dependence(explanation, top, class_names, out_dir / "shap_dependence.png")
 
@@ -205,7 +193,7 @@ def plot_dependence(explanation: Explanation, top: list[str], class_names: list[
                              interaction_index=None, ax=ax, show=False)
         if cls is not None:
             ax.set_title(f"SHAP for class {plain(class_names[cls], 20)}")
-    return save(fig, path)
+    return save_plot(fig, path, dpi=_DPI)
 
 
 def plot_importance_fallback(importance: dict[str, float], note: str, out_dir: Path) -> None:
@@ -217,5 +205,5 @@ def plot_importance_fallback(importance: dict[str, float], note: str, out_dir: P
     ax.set_yticks(np.arange(len(items)), [plain(k) for k, _ in items], fontsize=8)
     ax.set(xlabel="drop in score when shuffled (validation)", title=plain(note, 200))
     ax.title.set_fontsize(8)
-    save(fig, out_dir / "shap_summary.png")
+    save_plot(fig, out_dir / "shap_summary.png", dpi=_DPI)
     message(note, out_dir / "shap_dependence.png")

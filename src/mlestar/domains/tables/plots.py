@@ -62,13 +62,13 @@ def plot_column_grid(sample: Any, kinds: dict[str, str], path: Path, *, total_ro
     return save_plot(fig, path, tight=False)
 
 
-def save_plot(fig: Any, path: Path, *, tight: bool = True) -> Path:
+def save_plot(fig: Any, path: Path, *, tight: bool = True, dpi: int = DPI) -> Path:
     """Render ``fig`` to PNG bytes, close it, write them atomically; ``tight`` trims margins (a second draw)."""
     import io
 
     try:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight" if tight else None)
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     finally:
         plt.close(fig)
     return atomic_write_bytes(Path(path), buf.getvalue())
