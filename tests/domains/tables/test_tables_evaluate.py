@@ -226,8 +226,9 @@ def run_stage(ds: TableDataset, model: TableModel, run_dir: Path, targets: dict[
 
     (run_dir / stage_folder("implementation")).mkdir(parents=True)
     model.save(run_dir / stage_folder("implementation") / "model.joblib")
-    atomic_write_json(run_dir / stage_folder("situation_analysis") / "dataset.json",
-                      {"task": ds.task, "splits": {"test": {"size": len(ds.test)}}})
+    from mlestar.domains.tables.dataset import dataset_record
+
+    atomic_write_json(run_dir / stage_folder("situation_analysis") / "dataset.json", dataset_record(ds))
     out_dir = run_dir / stage_folder("evaluation")
     out_dir.mkdir()
     config = MlestarConfig(data={"source": "table", "dataset": "wine"}, task={"targets": targets})

@@ -14,13 +14,12 @@ from mlestar.config.schema import MlestarConfig
 from mlestar.config.units import format_quantity
 from mlestar.domains.tables.evaluate import FILES, evaluate_table_model
 from mlestar.domains.tables.model import load_model
-from mlestar.errors import StageError
 from mlestar.stages.common import markdown_table
+from mlestar.stages.tables.common import DATASET_REF, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
-DATASET_REF = "situation_analysis/dataset.json"
 MODEL_REF = "implementation/model.joblib"
 
 
@@ -44,15 +43,6 @@ def against_targets(config: MlestarConfig, values: dict[str, float | None]) -> l
     return rows
 
 
-def check_test_split(record: dict[str, Any], dataset: Any) -> None:
-    """The test split has the size stage 1 recorded (when it recorded one): the data did not change."""
-    test = (record.get("splits") or {}).get("test") or {}
-    expected = test.get("size", test.get("rows"))
-    if expected is not None and int(expected) != len(dataset.test):
-        raise StageError(f"the test split has {len(dataset.test)} rows; stage 1 analysed {expected}",
-                         hint="the data changed under the run; start a new run")
-
-
 @register_stage
 class TableEvaluation(Stage):
     """Stage 5 (tables): test scores, error analysis, explanations, efficiency."""
@@ -67,8 +57,7 @@ class TableEvaluation(Stage):
     uses_torch = False
 
     def run(self, ctx: StageContext) -> StageResult:
-        dataset = ctx.dataset()
-        check_test_split(ctx.read_json(DATASET_REF), dataset)
+        dataset = checked_dataset(ctx)  # every split, test included, is the one stage 1 hashed
         model = load_model(ctx.input(MODEL_REF))
         ctx.report(f"evaluating the {model.plan.learner} model on {len(dataset.test)} test rows")
         record = evaluate_table_model(model, dataset, ctx.out_dir, seed=ctx.config.seed)
