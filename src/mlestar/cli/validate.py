@@ -8,16 +8,18 @@ from typing import Annotated
 import typer
 
 from mlestar.cli.common import console, guarded
-from mlestar.config import load_config
+from mlestar.cli.run import SetOption
+from mlestar.config import load_config, parse_overrides
 from mlestar.workflow.stage import list_stages
 
 
 def register(app: typer.Typer) -> None:
     @app.command("validate")
     @guarded
-    def validate_command(config: Annotated[Path, typer.Argument(help="path to mle_star_config.yaml")]) -> None:
+    def validate_command(config: Annotated[Path, typer.Argument(help="path to mle_star_config.yaml")],
+                         overrides: SetOption = None) -> None:
         """Validate a config file; exit 2 with the key path of every problem."""
-        loaded = load_config(config)
+        loaded = load_config(config, parse_overrides(overrides))
         cfg = loaded.config
         console.print(f"{config}: valid (config hash {loaded.hash[:12]})", markup=False)
         console.print(f"  data: {cfg.data.source}; stages: {', '.join(list_stages(cfg.domain))}", markup=False)

@@ -20,10 +20,11 @@ from mlestar.config.catalog import (
 )
 from mlestar.config.units import UNIT_PARSERS, format_quantity, parse_duration, parse_fraction, parse_latency, parse_size
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
-LatencySeconds = Annotated[float, BeforeValidator(parse_latency), Field(gt=0)]
-Bytes = Annotated[float, BeforeValidator(parse_size), Field(gt=0)]
-Fraction = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0, le=1)]
+# json_schema_input_type: the exported JSON Schema (`mlestar schema`) accepts what people write ("4h", 0.9)
+Seconds = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=float | str), Field(gt=0)]
+LatencySeconds = Annotated[float, BeforeValidator(parse_latency, json_schema_input_type=float | str), Field(gt=0)]
+Bytes = Annotated[float, BeforeValidator(parse_size, json_schema_input_type=float | str), Field(gt=0)]
+Fraction = Annotated[float, BeforeValidator(parse_fraction, json_schema_input_type=float | str), Field(ge=0, le=1)]
 StageName = Annotated[str, BeforeValidator(normalize_stage)]
 MetricName = Annotated[str, BeforeValidator(normalize_metric)]
 
@@ -252,7 +253,7 @@ class ParamSpec(Section):
     high: float | None = Field(None, description="float/int: largest value (inclusive)")
     log: bool = Field(False, description="float/int: sample on a log scale (low > 0)")
     choices: list[Any] | None = Field(None, description="categorical: the values to choose from")
-    when: dict[str, Annotated[list[Any], BeforeValidator(_as_list)]] | None = Field(
+    when: dict[str, Annotated[list[Any], BeforeValidator(_as_list, json_schema_input_type=Any)]] | None = Field(
         None, description="draw only when these parameters took these values, e.g. {optimizer: sgd}")
 
     @model_validator(mode="after")
