@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from mlestar.config.catalog import suggest
 from mlestar.config.legacy import is_legacy, translate_legacy
 from mlestar.config.schema import DATA_MODELS, MlestarConfig
+from mlestar.config.units import BASE_UNITS
 from mlestar.errors import ConfigError
 from mlestar.utils.io import sha256_json
 
@@ -77,10 +78,14 @@ def load_config(path: Path | str) -> LoadedConfig:
     return LoadedConfig(config=config, path=path, warnings=warnings)
 
 
-def build_config(raw: dict[str, Any], *, source: str = "config") -> MlestarConfig:
-    """Validate a plain dict; errors become one :class:`ConfigError` listing every problem."""
+def build_config(raw: dict[str, Any], *, source: str = "config", base_units: bool = False) -> MlestarConfig:
+    """Validate a plain dict; errors become one :class:`ConfigError` listing every problem.
+
+    Quantities need units (``"50ms"``, ``"50MB"``); ``base_units=True`` reads bare numbers as seconds,
+    bytes and 0..1 fractions instead: only for a dict mlestar dumped itself (a run's ``config.json``).
+    """
     try:
-        return MlestarConfig.model_validate(raw)
+        return MlestarConfig.model_validate(raw, context={BASE_UNITS: base_units})
     except ValidationError as exc:
         lines = [_describe(error) for error in exc.errors()]
         raise ConfigError(

@@ -158,7 +158,8 @@ class Runner:
         self._lock = RunLock(self.run_dir).acquire(owner_hint=hint)
         try:
             self.state = RunState.load(self.run_dir)  # again, under the lock
-            self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE))
+            self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE),
+                                       base_units=True)
             self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)
             self.audit = AuditTrail(self.run_dir / AUDIT_FILE)
         except BaseException as exc:
@@ -563,4 +564,4 @@ def load_run_config(run_dir: Path) -> LoadedConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise MlestarError(f"{run_dir} has no {CONFIG_FILE}; is it a run folder?")
-    return LoadedConfig(config=build_config(read_json(path), source=str(path)), path=None)
+    return LoadedConfig(config=build_config(read_json(path), source=str(path), base_units=True), path=None)
