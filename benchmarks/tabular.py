@@ -8,12 +8,17 @@ exactly the wall time mlestar took, the same training and validation rows
 (holdout), the same feature columns and the same metric, and is scored on the
 same test rows. Prints RMSE and R² (diamonds) or ROC AUC and accuracy (HI)
 side by side, with each tool's seconds. Needs ``pip install flaml``.
+
+With ``--autogluon-python PATH`` (the interpreter of a separate environment holding
+``autogluon.tabular``, which needs ``pandas<2.4``), AutoGluon's ``medium_quality``
+gets the same time, rows and metric too, through ``benchmarks/autogluon_fit.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +81,23 @@ def run_flaml(dataset: Any, budget: float, metric: str, seed: int) -> tuple[floa
     return seconds, np.asarray(scores, dtype=np.float64)
 
 
+def run_autogluon(python: Path, dataset: Any, budget: float, metric: str, work: Path) -> tuple[float, np.ndarray]:
+    """Seconds of AutoGluon's ``fit`` and its test scores, from its own interpreter ``python``."""
+    splits = work / "splits"
+    splits.mkdir(parents=True, exist_ok=True)
+    columns = [*dataset.features, dataset.target]
+    for name in ("train", "val", "test"):
+        dataset.split(name)[columns].to_parquet(splits / f"{name}.parquet", index=False)
+    out = work / "autogluon_scores.npy"
+    script = Path(__file__).with_name("autogluon_fit.py")
+    done = subprocess.run([str(python), str(script), "--splits", str(splits), "--label", dataset.target,
+                           "--metric", metric, "--time-limit", f"{budget:.1f}", "--out", str(out)],
+                          check=True, capture_output=True, text=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"  autogluon models: {', '.join(report['models'])}")
+    return report["seconds"], np.load(out)
+
+
 def test_scores(task: str, y: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     from mlestar.domains.tables.scoring import score_all
 
@@ -87,6 +109,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=300.0, help="seconds for mlestar's stages 1-6")
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=list(TABLES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--autogluon-python", type=Path, help="interpreter of an environment with autogluon.tabular")
     args = parser.parse_args()
     results = []
     for name in args.tables:
@@ -101,8 +124,15 @@ def main() -> None:
         results.append({"table": name, "rows": [len(dataset.train), len(dataset.val), len(dataset.test)],
                         "mlestar": {"seconds": seconds, "stages": stages, **{k: ours[k] for k in keys}},
                         "flaml": {"seconds": flaml_seconds, **{k: theirs[k] for k in keys}}})
+        tools = ["mlestar", "flaml"]
+        if args.autogluon_python:
+            with tempfile.TemporaryDirectory() as tmp:
+                ag_seconds, ag_scores = run_autogluon(args.autogluon_python, dataset, seconds, metric, Path(tmp))
+            ag = test_scores(dataset.task, y, ag_scores)
+            results[-1]["autogluon"] = {"seconds": ag_seconds, **{k: ag[k] for k in keys}}
+            tools.append("autogluon")
         print(f"{name}: train/val/test {results[-1]['rows']}")
-        for tool in ("mlestar", "flaml"):
+        for tool in tools:
             r = results[-1][tool]
             print(f"  {tool:8s} {r['seconds']:7.1f}s  " + "  ".join(f"{k} {r[k]:.4f}" for k in keys))
     print(json.dumps(results, indent=1))

@@ -81,9 +81,9 @@ def test_cifar10_sample_warns_exactly_the_unmapped_keys() -> None:
 def test_template_project_maps_each_section() -> None:
     cfg = load_config(LEGACY / "template_project.yaml").config
     assert (cfg.project.name, cfg.project.description, cfg.project.runs_dir) == \
-        ("flowers", "Flower photos, five classes", Path("outputs"))
+        ("flowers", "Flower photos, five classes", LEGACY / "outputs")  # relative to the file
     assert (cfg.seed, cfg.deterministic) == (7, False)
-    assert (cfg.data.source, cfg.data.path) == ("imagefolder", Path("images/raw"))
+    assert (cfg.data.source, cfg.data.path) == ("imagefolder", LEGACY / "images" / "raw")
     # 70/20/10 of all images: test 10%, validation 20% of all = 2/9 of what the test leaves
     assert cfg.data.test_fraction == 0.1
     assert cfg.data.val_fraction == pytest.approx(0.2 / 0.9, abs=1e-6)
@@ -278,7 +278,7 @@ data:
   dataset_name: custom_dataset
   paths: {train_data: data/train/, val_data: data/val/, test_data: data/test/}
 """)
-    assert (loaded.config.data.source, loaded.config.data.path) == ("imagefolder", Path("data"))
+    assert (loaded.config.data.source, loaded.config.data.path) == ("imagefolder", tmp_path / "data")
     assert loaded.warnings == ["data.dataset_name: 'custom_dataset' is not a data source mlestar has; the images "
                                "under 'data' are read as an image folder"]
 

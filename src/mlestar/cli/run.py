@@ -1,18 +1,26 @@
-"""``mlestar run [CONFIG]``: execute the workflow (the embedded digits default without CONFIG)."""
+"""``mlestar run [CONFIG]``: execute the workflow.
+
+Without CONFIG: ``./mle_star_config.yaml`` when there is one, else the embedded digits default.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, Sequence
 
 import typer
 
 from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, say
-from mlestar.config import LoadedConfig, default_config, load_config
+from mlestar.config import DEFAULT_CONFIG_NAME, LoadedConfig, Override, default_config, load_config, parse_overrides
 from mlestar.config.catalog import normalize_stage
 from mlestar.errors import ConfigError
 from mlestar.workflow.inspect import find_run
 from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
+
+# Shared with `mlestar validate`: one spelling and one help text for overrides.
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-S", metavar="KEY=VALUE",
+    help="override a config setting, e.g. -S training.epochs=3 (repeatable; VALUE is YAML)")]
 
 
 def _stage(value: str | None) -> str | None:
@@ -24,33 +32,53 @@ def _stage(value: str | None) -> str | None:
         raise ConfigError(str(exc)) from None
 
 
-def resolve(config: Path | None, resume: str | None, runs_dir: Path | None) -> tuple[LoadedConfig, str | None]:
-    """The config to use and the run id to resume (for --resume the run's own saved config)."""
+def resolve(config: Path | None, resume: str | None, runs_dir: Path | None,
+            overrides: Sequence[Override] = ()) -> tuple[LoadedConfig, str | None]:
+    """The config to use and the run id to resume.
+
+    ``--resume`` takes the run's own saved config; without CONFIG, ``./mle_star_config.yaml``
+    is used when it exists (and said so), else the embedded digits default.
+
+    Raises:
+        ConfigError: ``--resume`` together with overrides (a resumed run keeps its config).
+    """
     if resume is not None:
+        if overrides:
+            raise ConfigError(f"--resume continues run {resume} with the config it was started with; "
+                              f"-S {overrides[0]} would change it halfway",
+                              hint="drop -S to resume, or start a new run with the override: "
+                                   "mlestar run CONFIG -S KEY=VALUE")
         run_dir = find_run(runs_dir or Path("runs"), resume)
         return load_run_config(run_dir), run_dir.name
     if config is None:
+        local = Path(DEFAULT_CONFIG_NAME)
+        if local.is_file():
+            say(f"using ./{DEFAULT_CONFIG_NAME}; name another CONFIG to run that instead")
+            return load_config(local, overrides), None
         say("no config given: running the embedded default (scikit-learn digits, all seven stages)")
-        return default_config(), None
-    return load_config(config), None
+        return default_config(overrides), None
+    return load_config(config, overrides), None
 
 
 def register(app: typer.Typer) -> None:
     @app.command("run")
     @guarded
     def run_command(
-        config: Annotated[Optional[Path], typer.Argument(help="mle_star_config.yaml; omit for the digits default")]
-        = None,
+        config: Annotated[Optional[Path], typer.Argument(
+            help=f"config file; default: ./{DEFAULT_CONFIG_NAME} if it exists, else the digits default")] = None,
         from_stage: Annotated[Optional[str], typer.Option("--from", help="re-execute from this stage on")] = None,
         only: Annotated[Optional[str], typer.Option("--only", help="execute just this stage")] = None,
         resume: Annotated[Optional[str], typer.Option("--resume", help="continue an interrupted run")] = None,
         runs_dir: RunsDir = None,  # type: ignore[assignment]
         no_cache: Annotated[bool, typer.Option("--no-cache", help="execute every stage")] = False,
+        overrides: SetOption = None,
     ) -> None:
         """Run the seven MLE-Star stages. Exit 0 when all pass, 1 when a gate runs out of attempts."""
-        loaded, resume_id = resolve(config, resume, runs_dir)
+        loaded, resume_id = resolve(config, resume, runs_dir, parse_overrides(overrides))
         for warning in loaded.warnings:
             console.print(f"warning: {warning}", style="yellow", markup=False)
+        for override in loaded.overrides:
+            say(f"override: {override}")
         bars = ProgressBars()
         options = RunOptions(runs_dir=runs_dir if resume_id is None else (runs_dir or Path("runs")),
                              resume=resume_id, from_stage=_stage(from_stage), only_stage=_stage(only),

@@ -4,6 +4,11 @@
 (syntax errors name the line), translates sample-project files, validates
 against :class:`MlestarConfig`, and turns every pydantic error into one line
 that names the key's full path, with "did you mean" for unknown keys.
+
+Between reading and validating, relative paths are resolved against the
+file's folder (:mod:`mlestar.config.paths`) and ``-S KEY=VALUE`` overrides
+are applied (:mod:`mlestar.config.overrides`), so both are validated, saved
+with the run and hashed like anything the file says.
 """
 
 from __future__ import annotations
@@ -11,13 +16,15 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from mlestar.config.catalog import suggest
 from mlestar.config.legacy import is_legacy, translate_legacy
+from mlestar.config.overrides import Override, apply_overrides
+from mlestar.config.paths import resolve_paths
 from mlestar.config.schema import DATA_MODELS, MlestarConfig
 from mlestar.config.units import BASE_UNITS
 from mlestar.errors import ConfigError
@@ -34,11 +41,13 @@ class LoadedConfig:
         config: the validated model.
         path: the file it came from, or ``None`` for the embedded default.
         warnings: keys translated or ignored (sample-project configs).
+        overrides: the ``-S KEY=VALUE`` settings applied over the file, in order.
     """
 
     config: MlestarConfig
     path: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    overrides: tuple[Override, ...] = ()
 
     @property
     def hash(self) -> str:
@@ -57,16 +66,25 @@ def section_hash(config: MlestarConfig, sections: tuple[str, ...]) -> str:
     return sha256_json({name: dumped[name] for name in sections})
 
 
-def default_config() -> LoadedConfig:
-    """The embedded default: scikit-learn's digits, all seven stages, minutes on a laptop."""
-    return LoadedConfig(config=build_config({"project": {"name": "digits-default"}}))
+def default_config(overrides: Sequence[Override] = ()) -> LoadedConfig:
+    """The embedded default: scikit-learn's digits, all seven stages, minutes on a laptop.
+
+    ``overrides`` apply as to a file; a path they set is relative to the working directory.
+    """
+    raw = _overridden({"project": {"name": "digits-default"}}, overrides)
+    return LoadedConfig(config=build_config(raw, source=_source("the embedded default", overrides)),
+                        overrides=tuple(overrides))
 
 
-def load_config(path: Path | str) -> LoadedConfig:
-    """Read and validate a config file.
+def load_config(path: Path | str, overrides: Sequence[Override] = ()) -> LoadedConfig:
+    """Read and validate a config file, with ``-S`` overrides applied over it.
+
+    Relative paths in the file (``data.path``, ``data.cache_dir``, a written ``project.runs_dir``)
+    resolve against the file's folder; relative paths an override sets resolve against the working
+    directory, where the command was typed. The validated config holds them absolute.
 
     Raises:
-        ConfigError: missing or unreadable file, bad YAML (with the line),
+        ConfigError: missing or unreadable file, bad YAML (with the line), a malformed override,
             or any schema violation (with the key path).
     """
     path = Path(path)
@@ -74,8 +92,26 @@ def load_config(path: Path | str) -> LoadedConfig:
     warnings: list[str] = []
     if is_legacy(raw):
         raw, warnings = translate_legacy(raw, source=str(path))
-    config = build_config(raw, source=str(path))
-    return LoadedConfig(config=config, path=path, warnings=warnings)
+    raw = _overridden(resolve_paths(raw, path.parent), overrides)
+    config = build_config(raw, source=_source(str(path), overrides))
+    return LoadedConfig(config=config, path=path, warnings=warnings, overrides=tuple(overrides))
+
+
+def _overridden(raw: dict[str, Any], overrides: Sequence[Override]) -> dict[str, Any]:
+    """Apply the overrides, then resolve the paths they set against the working directory.
+
+    The file's own paths are absolute by now, so the second resolution leaves them alone.
+    """
+    if not overrides:
+        return raw
+    return resolve_paths(apply_overrides(raw, overrides), Path.cwd())
+
+
+def _source(name: str, overrides: Sequence[Override]) -> str:
+    """How errors name the config: the file, and the overrides when there are any."""
+    if not overrides:
+        return name
+    return f"{name} with " + " ".join(f"-S {o}" for o in overrides)
 
 
 def build_config(raw: dict[str, Any], *, source: str = "config", base_units: bool = False) -> MlestarConfig:

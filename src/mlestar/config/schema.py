@@ -22,11 +22,12 @@ from mlestar.config.units import (UNIT_PARSERS, format_quantity, in_base_units, 
                                   parse_latency, parse_size, unit_validator)
 
 # Unit-bearing fields: a bare number is refused (50 ms or 50 s?) except in a saved config.json, which
-# holds base units (config.units.BASE_UNITS); docs/config.md lists every such key.
-Seconds = Annotated[float, unit_validator(parse_duration), Field(gt=0)]
-LatencySeconds = Annotated[float, unit_validator(parse_latency), Field(gt=0)]
-Bytes = Annotated[float, unit_validator(parse_size), Field(gt=0)]
-Fraction = Annotated[float, unit_validator(parse_fraction), Field(ge=0, le=1)]
+# holds base units (config.units.BASE_UNITS); docs/config.md lists every such key. The exported JSON
+# Schema (`mlestar schema`) accepts what people write: a string with a unit ("4h"), or 0.9 for a fraction.
+Seconds = Annotated[float, unit_validator(parse_duration, json_schema_input_type=str), Field(gt=0)]
+LatencySeconds = Annotated[float, unit_validator(parse_latency, json_schema_input_type=str), Field(gt=0)]
+Bytes = Annotated[float, unit_validator(parse_size, json_schema_input_type=str), Field(gt=0)]
+Fraction = Annotated[float, unit_validator(parse_fraction, json_schema_input_type=float | str), Field(ge=0, le=1)]
 StageName = Annotated[str, BeforeValidator(normalize_stage)]
 MetricName = Annotated[str, BeforeValidator(normalize_metric)]
 
@@ -268,7 +269,7 @@ class ParamSpec(Section):
     high: float | None = Field(None, description="float/int: largest value (inclusive)")
     log: bool = Field(False, description="float/int: sample on a log scale (low > 0)")
     choices: list[Any] | None = Field(None, description="categorical: the values to choose from")
-    when: dict[str, Annotated[list[Any], BeforeValidator(_as_list)]] | None = Field(
+    when: dict[str, Annotated[list[Any], BeforeValidator(_as_list, json_schema_input_type=Any)]] | None = Field(
         None, description="draw only when these parameters took these values, e.g. {optimizer: sgd}")
 
     @model_validator(mode="after")

@@ -200,14 +200,17 @@ def in_base_units(info: ValidationInfo | None) -> bool:
     return bool(isinstance(context, dict) and context.get(BASE_UNITS))
 
 
-def unit_validator(parse: Parser) -> BeforeValidator:
-    """A pydantic ``BeforeValidator`` running ``parse``, honouring :data:`BASE_UNITS` in the context."""
+def unit_validator(parse: Parser, *, json_schema_input_type: Any = str) -> BeforeValidator:
+    """A pydantic ``BeforeValidator`` running ``parse``, honouring :data:`BASE_UNITS` in the context.
+
+    ``json_schema_input_type`` is what the exported JSON Schema says the key accepts.
+    """
 
     def validate(value: Any, info: ValidationInfo) -> Any:
         return parse(value, base_units=in_base_units(info))
 
     validate.parser = parse  # type: ignore[attr-defined]  # config.keys finds a key's unit by it
-    return BeforeValidator(validate)
+    return BeforeValidator(validate, json_schema_input_type=json_schema_input_type)
 
 
 # --------------------------------------------------------------------------- legacy reading

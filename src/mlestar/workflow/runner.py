@@ -131,6 +131,7 @@ class Runner:
             self._discard(staging)
             raise _environment(exc, f"cannot create a run folder in {self.runs_dir}") from None
         self.warnings = loaded.warnings
+        self.overrides = loaded.overrides
 
     def _write_run_files(self, folder: Path, loaded: LoadedConfig) -> None:
         atomic_write_json(folder / CONFIG_FILE, self.config.model_dump(mode="json"))
@@ -167,6 +168,7 @@ class Runner:
             raise _environment(exc, f"cannot open run {run_id}") from None
         self.run_id = run_id
         self.warnings = []
+        self.overrides = ()
 
     def _release(self) -> None:
         if self._lock is not None:
@@ -225,6 +227,8 @@ class Runner:
                           options={k: v for k, v in vars(self.options).items() if k not in ("report", "progress", "runs_dir")})
         for warning in self.warnings:
             self.audit.append("config_warning", message=warning)
+        for override in self.overrides:  # the saved config.json holds their effect; this says who set it
+            self.audit.append("config_override", key=override.key, value=override.text)
         self.state.data.update(status="running", owner=owner_record(), failure=None)
         self._sync_run()
         self.report(f"run {self.run_id} -> {self.run_dir}")
