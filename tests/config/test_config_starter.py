@@ -92,7 +92,7 @@ def test_the_starter_is_the_defaults_plus_its_choices() -> None:
     loaded = load_config(Path(str(resources.files("mlestar.config").joinpath("starter.yaml"))))
     assert loaded.warnings == []
     choices = build_config({
-        "project": {"name": "my-project"},
+        "project": {"name": "my-project", "runs_dir": str(loaded.config.project.runs_dir)},  # resolved by load
         "task": {"primary_metric": "test_accuracy", "secondary_metrics": ["macro_f1", "latency_p95"],
                  "targets": {"test_accuracy": "95%"}},
         "constraints": {"max_training_time": "10 minutes", "max_model_size": "50MB", "max_inference_latency": "50ms"},
