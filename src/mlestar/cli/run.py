@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, say
+from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, resolve_runs_dir, say
 from mlestar.config import LoadedConfig, default_config, load_config
 from mlestar.config.catalog import normalize_stage
 from mlestar.errors import ConfigError
@@ -27,7 +27,7 @@ def _stage(value: str | None) -> str | None:
 def resolve(config: Path | None, resume: str | None, runs_dir: Path | None) -> tuple[LoadedConfig, str | None]:
     """The config to use and the run id to resume (for --resume the run's own saved config)."""
     if resume is not None:
-        run_dir = find_run(runs_dir or Path("runs"), resume)
+        run_dir = find_run(resolve_runs_dir(runs_dir), resume)
         return load_run_config(run_dir), run_dir.name
     if config is None:
         say("no config given: running the embedded default (scikit-learn digits, all seven stages)")
@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         for warning in loaded.warnings:
             console.print(f"warning: {warning}", style="yellow", markup=False)
         bars = ProgressBars()
-        options = RunOptions(runs_dir=runs_dir if resume_id is None else (runs_dir or Path("runs")),
+        options = RunOptions(runs_dir=runs_dir if resume_id is None else resolve_runs_dir(runs_dir),
                              resume=resume_id, from_stage=_stage(from_stage), only_stage=_stage(only),
                              use_cache=not no_cache, report=say, progress=bars)
         try:
