@@ -54,3 +54,16 @@ def two_runs(finished_run: tuple[Path, str], root: Path) -> tuple[Path, str, str
     copy_run(source, runs_dir, "other-run", state=state, config=config)
     return runs_dir, "base-run", "other-run"
 
+
+
+def failed_gate(data: dict[str, Any]) -> None:
+    """Edit a run.json as the runner leaves a run whose gate failed, was remedied once, then ran out."""
+    data["gates"] = [{"name": "acc", "stage": "evaluation", "metric": "test_accuracy", "op": ">=", "threshold": 0.9,
+                      "value": 0.52, "passed": False, "message": "acc: test_accuracy 52.00% < 90.00%",
+                      "attempt": 1, "time": 1.0}]
+    data["adjustments"] = [{"gate": "acc", "remedy": "increase_epochs", "diagnosis": "underfitting",
+                            "evidence": "train 47% < 90%", "value": 0.52, "return_to": "action_planning",
+                            "attempt": 2}]
+    data.update(status="failed", failure={"gate": "acc", "metric": "test_accuracy", "threshold": 0.9,
+                                          "values": [0.52, 0.55], "remedies_tried": ["increase_epochs"],
+                                          "message": "gate 'acc' failed 2 time(s)"})
