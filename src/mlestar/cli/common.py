@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import signal
 from pathlib import Path
-from typing import Annotated, Any, Callable, NoReturn, TypeVar
+from typing import Annotated, Any, Callable, NoReturn, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
-from mlestar.errors import MlestarError, from_os_error
+from mlestar.errors import ConfigError, MlestarError, from_os_error
 from mlestar.utils.signals import Terminated
 
 console = Console(highlight=False, soft_wrap=True)
@@ -19,7 +19,51 @@ err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help="folder holding run folders and lineage.db")]
+RunsDir = Annotated[Optional[Path], typer.Option(
+    "--runs-dir", help="folder holding run folders and lineage.db [default: project.runs_dir of "
+                       "./mle_star_config.yaml, else ./runs]", show_default=False)]
+
+
+def resolve_runs_dir(given: Path | None) -> Path:
+    """The runs folder a command uses: ``--runs-dir`` if given; else ``project.runs_dir`` of
+    ``./mle_star_config.yaml`` when that file exists (relative to the file's folder); else ``./runs``.
+
+    The config is read as YAML only (a sample-project layout is translated), not
+    validated: listing runs must not need the config's data or heavy imports.
+
+    Raises:
+        ConfigError: the config file exists but is not readable YAML, or its
+            ``project.runs_dir`` is not a path.
+    """
+    if given is not None:
+        return Path(given)
+    from mlestar.config.loader import DEFAULT_CONFIG_NAME
+
+    config = Path(DEFAULT_CONFIG_NAME)
+    runs_dir = _configured_runs_dir(config) if config.is_file() else None
+    return Path("runs") if runs_dir is None else config.parent / runs_dir
+
+
+def _configured_runs_dir(path: Path) -> str | None:
+    """``project.runs_dir`` of the YAML file at ``path``, or ``None`` when it sets none."""
+    import yaml
+
+    from mlestar.config.legacy import is_legacy, translate_legacy
+
+    hint = "fix the file, or pass --runs-dir"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read project.runs_dir from {path}: {exc}", hint=hint) from None
+    if not isinstance(raw, dict):
+        return None
+    if is_legacy(raw):
+        raw = translate_legacy(raw, source=str(path))[0]
+    project = raw.get("project")
+    value = project.get("runs_dir") if isinstance(project, dict) else None
+    if value is not None and not isinstance(value, str):
+        raise ConfigError(f"{path}: project.runs_dir must be a path, not {value!r}", hint=hint)
+    return value or None
 
 
 def guarded(fn: F) -> F:

@@ -38,7 +38,7 @@ from mlestar.workflow.stage import (
 )
 from mlestar.workflow.guard import confined
 from mlestar.workflow.liveness import LOCK_FILE, RunLock, is_alive, owner_record
-from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus
+from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus, recorded_summary
 
 CONFIG_FILE = "config.json"
 LINEAGE_FILE = "lineage.db"
@@ -359,8 +359,12 @@ class Runner:
                                     artifacts=artifacts, consumed=hit.consumed, reason=reason,
                                     cached_from=hit.origin)
         self.state.data["metrics"].update(hit.record.metrics)
+        # the copy reused, else the run that executed it (a copy made before summaries were copied has none)
+        summary = (recorded_summary(self.runs_dir / hit.record.run_id, stage.name, fingerprint)
+                   or recorded_summary(self.runs_dir / hit.origin, stage.name, fingerprint))
         self.state.set_stage(stage.name, status=StageStatus.SKIPPED.value, cached_from=hit.origin, reason=reason,
-                             metrics=hit.record.metrics, fingerprint=fingerprint, duration=0.0, error=None)
+                             metrics=hit.record.metrics, fingerprint=fingerprint, duration=0.0, error=None,
+                             summary=summary)
         self.audit.append("stage_skipped", stage=stage.name, reason=reason, fingerprint=fingerprint)
         self._sync_run()
         self.report(f"[{stage_folder(stage.name)}] skipped: {reason}")
