@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import typer
 
-from mlestar.cli import (audit, dashboard, init, lineage, models, reproduce, run, serve, show, status, tune,
+from mlestar.cli import (audit, dashboard, export, init, lineage, models, reproduce, run, serve, show, status, tune,
                          validate)
 
 app = typer.Typer(name="mlestar", help="MLE-Star: raw data to a served model in seven gated, tracked stages.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
-for module in (init, validate, run, status, show, lineage, audit, reproduce, serve, dashboard, tune, models):
+for module in (init, validate, run, status, show, lineage, audit, reproduce, serve, dashboard, tune, models, export):
     module.register(app)
 
 
