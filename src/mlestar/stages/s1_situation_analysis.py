@@ -15,7 +15,7 @@ import numpy as np
 
 from mlestar.data.dataset import ImageDataset
 from mlestar.errors import DataError
-from mlestar.stages.common import dataset_record, markdown_table
+from mlestar.stages.common import Steps, dataset_record, markdown_table
 from mlestar.utils.io import atomic_write_json
 from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -127,10 +127,15 @@ class SituationAnalysis(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         from mlestar.data.analysis import analyze_dataset
 
+        steps = Steps(ctx, "situation analysis: load, checks, probe, plots", 4)
         dataset: ImageDataset = ctx.dataset()
+        steps.advance()
         analysis = build_analysis(dataset, analyze_dataset(dataset))
+        steps.advance()
         recs = recommend(dataset, analysis["imbalance_ratio"], difficulty_probe(dataset, ctx.config.seed))
+        steps.advance()
         self._write(ctx, dataset, analysis, recs)
+        steps.finish()
         for key in ("class_weighting", "augmentation"):
             ctx.decide(f"recommend_{key}", recs[key]["choice"], recs[key]["reason"])
         blocking = [f for f in analysis["findings"] if f["grade"] == "blocking"]
