@@ -43,7 +43,7 @@ import numpy as np
 from mlestar.config.schema import DataConfig
 from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, iter_entries
 from mlestar.data.cache import DecodedSource, cache_key, cached_decode
-from mlestar.data.dataset import ImageDataset, ImageSplit, LoadReport, SkippedFile
+from mlestar.data.dataset import LISTED_FILES, ImageDataset, ImageSplit, LoadReport, SkippedFile
 from mlestar.data.decode import CHUNK, Decoded, Payload, Target, decode_all, is_image_name
 from mlestar.data.preprocess import conform, natural_channels
 from mlestar.data.archive import check_readable
@@ -307,11 +307,15 @@ def _report(used: list[_Use], skipped: list[SkippedFile], folders: dict[str, set
     """Sizes and modes as found, the conversions made, and class folders left empty."""
     final_mode = "L" if channels == 1 else "RGB"
     conversions: Counter[str] = Counter()
+    converted: dict[str, list[str]] = defaultdict(list)
     for _, _, decoded in used:
-        if decoded.mode != final_mode:
-            conversions[f"{decoded.mode}->{final_mode}"] += 1
+        done = [f"{decoded.mode}->{final_mode}"] if decoded.mode != final_mode else []
         if decoded.size != (side, side):
-            conversions[f"{decoded.size[0]}x{decoded.size[1]}->{side}x{side}"] += 1
+            done.append(f"{decoded.size[0]}x{decoded.size[1]}->{side}x{side}")
+        for what in done:
+            conversions[what] += 1
+            if len(converted[what]) < LISTED_FILES:
+                converted[what].append(decoded.name)
     with_images: dict[str, set[str]] = defaultdict(set)
     for split, cls, _ in used:
         with_images[split].add(cls)
@@ -320,7 +324,7 @@ def _report(used: list[_Use], skipped: list[SkippedFile], folders: dict[str, set
     return LoadReport(skipped=tuple(skipped),
                       original_sizes=dict(Counter(f"{d.size[0]}x{d.size[1]}" for _, _, d in used)),
                       original_modes=dict(Counter(d.mode for _, _, d in used)),
-                      conversions=dict(conversions), empty_classes=empty)
+                      conversions=dict(conversions), converted=dict(converted), empty_classes=empty)
 
 
 def _layout_notes(layout: Layout, splits: dict[str, ImageSplit]) -> list[str]:

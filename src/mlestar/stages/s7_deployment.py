@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from mlestar.stages.common import DATASET_REF, checked_dataset
+from mlestar.stages.common import DATASET_REF, Steps, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
@@ -117,15 +117,21 @@ class Deployment(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         from mlestar.training import load_model_file
 
+        steps = Steps(ctx, "deployment: export and parity, benchmark, test pass, bundle", 4)
         model, payload = load_model_file(ctx.input(MODEL_REF))
         dataset, prep = checked_dataset(ctx)
         val_images, val_labels = _validation(dataset, prep)
         probe = val_images[:PROBE_IMAGES]
         prepared = _export_and_quantize(ctx, model, probe, val_images, val_labels)
-        prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy())
+        steps.advance()
+        prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy(),
+                                        lambda done, total: ctx.progress("deployment benchmark", done, total))
+        steps.advance()
         adopted = bool(ctx.read_json(REFINEMENT_REF)["adopted"])
         test_metrics, test_source = deployed_test_metrics(ctx, model, adopted)
+        steps.advance()
         bundle_dir = _write_bundle(ctx, prepared, payload, prep, (test_metrics, test_source), dataset)
+        steps.finish()
         size = float(sum(p.stat().st_size for p in bundle_dir.rglob("*") if p.is_file()))
         atomic_write_json(ctx.out_dir / "deployment.json",
                           _record(prepared, bundle_dir, size, test_metrics, test_source))
@@ -177,8 +183,9 @@ def _quantize(ctx: StageContext, model: Any, probe: Any, files: dict[str, Path],
     return quant
 
 
-def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray) -> dict[str, Any]:
-    """Latency and throughput of every fp32 export and of the int8 copy, adopted or not."""
+def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray,
+               progress: Callable[[int, int], None] = lambda done, total: None) -> dict[str, Any]:
+    """Latency and throughput of every fp32 export and of the int8 copy, adopted or not; one ``progress`` each."""
     from mlestar.deploy.benchmark import benchmark_runner
     from mlestar.deploy.export import load_onnx_runner, load_torchscript_runner
 
@@ -186,7 +193,11 @@ def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray) -> dict[str
     models = {variant_name(fmt, "fp32"): (fmt, path) for fmt, path in prepared.files.items()}
     if prepared.quant is not None:
         models[variant_name(prepared.quant.runtime, "int8")] = (prepared.quant.runtime, exports / prepared.quant.file)
-    return {name: benchmark_runner(loaders[runtime](path), probe) for name, (runtime, path) in models.items()}
+    results = {}
+    for name, (runtime, path) in models.items():
+        results[name] = benchmark_runner(loaders[runtime](path), probe)
+        progress(len(results), len(models))
+    return results
 
 
 # --------------------------------------------------------------------------- the bundle

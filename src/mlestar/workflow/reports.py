@@ -61,7 +61,7 @@ def run_domain(run_dir: Path) -> str:
 
     config = saved_config(run_dir)
     try:
-        return build_config(config).domain if config else "images"
+        return build_config(config, base_units=True).domain if config else "images"
     except MlestarError:
         return "images"
 

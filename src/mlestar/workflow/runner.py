@@ -9,6 +9,7 @@ the stage that can fix it, a bounded number of times.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -45,6 +46,15 @@ LINEAGE_FILE = "lineage.db"
 AUDIT_FILE = "audit.jsonl"
 ENVIRONMENT_FILE = "environment.json"
 STAGING_PREFIX = ".creating-"  # a run folder under construction; renamed to the run id when whole
+
+log = logging.getLogger(__name__)  # DEBUG: each stage's fingerprint parts, cache decision and timing
+
+
+class Outcome(str):
+    """A report line that states how the run ended (passed, failed, interrupted).
+
+    Still a plain ``str`` to every ``report`` callback; a quiet CLI prints only these.
+    """
 
 
 @dataclass
@@ -271,7 +281,7 @@ class Runner:
         self.audit.append("run_finished", status=status, metrics=self.state.data["metrics"])
         self.state.finish(status)
         self._sync_run()
-        self.report(f"run {self.run_id} {status}")
+        self.report(Outcome(f"run {self.run_id} {status}"))
         return self.state
 
     def _stopped(self, status: str, message: str) -> None:
@@ -290,7 +300,7 @@ class Runner:
         except (OSError, MlestarError) as exc:
             self.report(f"could not record the end of the run ({exc}); `mlestar status` will show it as "
                         "interrupted once this process has exited")
-        self.report(f"run {status}: {message}\n  resume with: {resume}")
+        self.report(Outcome(f"run {status}: {message}\n  resume with: {resume}"))
 
     def _sync_run(self) -> None:
         self.state.data["audit"] = {"count": self.audit.count, "head": self.audit.head}
@@ -303,8 +313,11 @@ class Runner:
     # one stage ---------------------------------------------------------------
     def _run_or_skip(self, name: str, *, forced: bool) -> None:
         stage = create_stage(name, self.config.domain)
+        started = time.perf_counter()
         fingerprint = self._fingerprint(stage)
         hit = None if forced or not self.options.use_cache else self._cache_hit(stage, fingerprint)
+        log.debug("[%s] cache key %s, looked up in %.3fs: %s", stage_folder(name), fingerprint[:16],
+                  time.perf_counter() - started, _decision(hit, forced, self.options.use_cache))
         if hit is not None:
             self._reuse(stage, fingerprint, hit)
         elif self._before_only(name):
@@ -312,6 +325,8 @@ class Runner:
                              hint="run the whole workflow once before using --only")
         else:
             self._execute(stage, fingerprint)
+        log.debug("[%s] %s in %.3fs", stage_folder(name), "reused" if hit else "executed",
+                  time.perf_counter() - started)
 
     def _before_only(self, name: str) -> bool:
         only = self.options.only_stage
@@ -328,6 +343,11 @@ class Runner:
             parts["adjustments"] = [a["remedy"] for a in self.state.data["adjustments"]]
         if stage.uses_data_fingerprint:
             parts["data"] = data_fingerprint(self.config.data)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[%s] key parts: code %s, config %s, inputs %s%s", stage_folder(stage.name),
+                      parts["code"][:12], sha256_json(parts["config"])[:12],
+                      {ref: value[:12] for ref, value in parts["inputs"].items()} or "none",
+                      "".join(f", {k} {str(parts[k])[:40]}" for k in ("adjustments", "data") if k in parts))
         return sha256_json(parts)
 
     def _input_hash(self, stage: Stage, ref: str) -> str:
@@ -500,8 +520,17 @@ class Runner:
         self.audit.append("run_failed", stage=outcome.stage, **failure)  # failure has no 'stage' key
         self.state.finish("failed", failure=failure)
         self._sync_run()
-        self.report(f"run failed: {failure['message']}")
+        self.report(Outcome(f"run failed: {failure['message']}"))
         return False
+
+
+def _decision(hit: CacheHit | None, forced: bool, use_cache: bool) -> str:
+    """Why a stage is reused or executed, in a few words, for the debug log."""
+    if hit is not None:
+        return f"hit, reusing the files of run {hit.origin}"
+    if forced:
+        return "execute (forced by --from/--only)"
+    return "execute (cache off)" if not use_cache else "miss, executing"
 
 
 def _archive(out_dir: Path, run_dir: Path, attempt: int) -> None:

@@ -1,0 +1,27 @@
+"""Every long step of a run reports progress ``(label, done, total)`` and ends at ``done == total``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tiny_workflow import tiny_config
+from mlestar.workflow.runner import RunOptions, run_workflow
+
+
+def test_each_long_step_reports_progress_to_the_end(tmp_path: Path) -> None:
+    calls: list[tuple[str, int, int]] = []
+    state = run_workflow(tiny_config(tmp_path / "runs"),
+                         RunOptions(runs_dir=tmp_path / "runs", progress=lambda *call: calls.append(call)))
+    assert state.status == "passed"
+    last = {label: (done, total) for label, done, total in calls}
+    expected = {"situation analysis: load, checks, probe, plots": (4, 4), "throughput probe": (1, 1),
+                "training epochs": (2, 2), "evaluation: test pass, latency and throughput, plots": (3, 3),
+                "refinement trials": (2, 2), "before/after retraining": (3, 3),
+                "deployment: export and parity, benchmark, test pass, bundle": (4, 4)}
+    for label, end in expected.items():
+        assert last.get(label) == end, (label, [c for c in calls if c[0] == label])
+    assert last["ablations"][0] == last["ablations"][1] >= 1
+    assert last["deployment benchmark"][0] == last["deployment benchmark"][1] >= 1  # one per exported model
+    for label in last:  # every bar starts where it should and never runs backwards
+        dones = [done for name, done, _ in calls if name == label]
+        assert dones == sorted(dones), (label, dones)
