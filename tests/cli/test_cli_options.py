@@ -37,11 +37,16 @@ def test_version_prints_the_package_version() -> None:
     assert (result.exit_code, result.output) == (0, f"mlestar {__version__}\n")
 
 
-def test_show_completion_prints_a_bash_script() -> None:
-    result = runner.invoke(app, ["--show-completion", "bash"], prog_name="mlestar")
-    assert result.exit_code == 0, result.output
-    assert "complete -o default -F _mlestar_completion mlestar" in result.output
-    assert "_MLESTAR_COMPLETE=complete_bash" in result.output
+def test_bash_completion_script_and_completions() -> None:
+    # Through the environment variables the installed script sets, not --show-completion, whose
+    # shell argument Typer may ignore in favour of detecting the parent shell (none under CI).
+    script = runner.invoke(app, [], prog_name="mlestar", env={"_MLESTAR_COMPLETE": "source_bash"})
+    assert script.exit_code == 0, script.output
+    assert "complete -o default -F _mlestar_completion mlestar" in script.output
+    assert "_MLESTAR_COMPLETE=complete_bash" in script.output
+    words = runner.invoke(app, [], prog_name="mlestar",
+                          env={"_MLESTAR_COMPLETE": "complete_bash", "COMP_WORDS": "mlestar sta", "COMP_CWORD": "1"})
+    assert words.output.split() == ["status"]
 
 
 def test_quiet_and_verbose_together_exit_2() -> None:
