@@ -22,6 +22,20 @@ STAGE_FOLDERS = ["01_situation_analysis", "02_task_definition", "03_action_plann
                  "05_evaluation", "06_refinement", "07_deployment"]
 
 
+def _load(flavor: Any, done: MlflowExport) -> Any:
+    """``flavor.load_model`` of the export's model from the export's own store.
+
+    A ``models:/`` URI is resolved through the process-wide tracking URI, which other tests
+    (and MLflow's default) may have set elsewhere.
+    """
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(done.tracking_uri)
+    try:
+        return flavor.load_model(done.model_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
 def _export(run: tuple[Path, str], store: Path) -> tuple[MlflowExport, MlflowClient]:
     runs_dir, run_id = run
     uri = f"sqlite:///{store / 'mlflow.db'}"
@@ -93,7 +107,7 @@ def test_the_logged_pytorch_model_loads_and_predicts_like_the_run_s_model(image_
     from mlestar.training import load_model_file
 
     done, _, run_dir = image_export
-    loaded = mlflow.pytorch.load_model(done.model_uri)
+    loaded = _load(mlflow.pytorch, done)
     original, payload = load_model_file(run_dir / "06_refinement" / "model.pt")
     arch = payload["architecture"]
     batch = torch.from_numpy(np.random.default_rng(0).normal(
@@ -132,7 +146,7 @@ def test_table_run_exports_with_the_sklearn_pipeline_and_replace_deletes_the_fir
     assert len(active) == 8  # one parent and seven stages: the first export is gone
 
     table_model = load_model(runs_dir / run_id / "07_deployment" / "bundle" / "model.joblib")
-    pipeline = mlflow.sklearn.load_model(second.model_uri)
+    pipeline = _load(mlflow.sklearn, second)
     frame = table_model.prepare(_rows(runs_dir / run_id))
     np.testing.assert_allclose(pipeline.predict_proba(frame), table_model.pipeline.predict_proba(frame))
 
