@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tiny_workflow import tiny_table_config
 from mlestar.workflow.runner import RunOptions, run_workflow
 
@@ -47,8 +49,10 @@ def test_each_long_table_step_reports_progress_to_the_end(tmp_path: Path) -> Non
         assert last[label][0] == last[label][1], label
 
 
-def test_boosting_rounds_are_reported_a_few_times_a_second_not_every_round(monkeypatch) -> None:
-    """300 LightGBM rounds on a clock that moves 10 ms per reading: a report each 0.25 s, not each round."""
+@pytest.mark.parametrize("learner", ["lightgbm", "xgboost"])
+def test_boosting_rounds_are_reported_a_few_times_a_second_not_every_round(learner: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 boosting rounds on a clock that moves 10 ms per reading: a report each 0.25 s, not each round."""
     import itertools
 
     import numpy as np
@@ -61,9 +65,10 @@ def test_boosting_rounds_are_reported_a_few_times_a_second_not_every_round(monke
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(400, 5)), rng.integers(0, 2, 400)
     calls: list[tuple[int, int]] = []
-    estimator = create_learner("lightgbm", "binary", {"n_estimators": 300}, seed=0)
-    fit_learner("lightgbm", estimator, x[:300], y[:300], x[300:], y[300:], early_stopping_rounds=300,
+    estimator = create_learner(learner, "binary", {"n_estimators": 300}, seed=0)
+    fit_learner(learner, estimator, x[:300], y[:300], x[300:], y[300:], early_stopping_rounds=300,
                 on_round=lambda done, total: calls.append((done, total)))
     assert calls[0] == (0, 300) and calls[-1] == (300, 300)
     assert 10 <= len(calls) <= 15  # 0, about one per 25 rounds (12), the end: not 301
     assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    assert estimator.get_params().get("callbacks") is None  # nothing of the ticker stays on a saved model
