@@ -41,10 +41,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mlestar.config.schema import DataConfig
-from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, iter_entries
+from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, count_wanted, iter_entries
 from mlestar.data.cache import DecodedSource, cache_key, cached_decode
 from mlestar.data.dataset import LISTED_FILES, ImageDataset, ImageSplit, LoadReport, SkippedFile
-from mlestar.data.decode import CHUNK, Decoded, Payload, Target, decode_all, is_image_name
+from mlestar.data.decode import CHUNK, Count, Decoded, Payload, Target, decode_all, is_image_name
 from mlestar.data.preprocess import conform, natural_channels
 from mlestar.data.archive import check_readable
 from mlestar.data.sources import complete_splits, register_source
@@ -131,14 +131,17 @@ def _fingerprint(config: DataConfig) -> str:
 
 
 @register_source("imagefolder", fingerprint=_fingerprint)
-def load_imagefolder(config: DataConfig, seed: int) -> ImageDataset:
+def load_imagefolder(config: DataConfig, seed: int, *, progress: Count | None = None) -> ImageDataset:
     """Load ``data.path`` (folder or archive), from the decoded-image cache when it can.
+
+    ``progress(done, total)`` follows the decoding (see :func:`decode_folder`); a cache hit
+    decodes nothing and reports nothing.
 
     Raises:
         DataError: the path is missing or not a readable archive; no class
             folders or no usable image; a val/test class without training images.
     """
-    decoded = cached_decode(config, lambda: decode_folder(config))
+    decoded = cached_decode(config, lambda: decode_folder(config, progress=progress))
     train, val, test, notes = complete_splits(decoded.splits["train"], decoded.splits.get("val"),
                                               decoded.splits.get("test"), config, seed)
     path = Path(config.path or "")
@@ -147,16 +150,20 @@ def load_imagefolder(config: DataConfig, seed: int) -> ImageDataset:
                         notes=decoded.notes + tuple(notes), report=decoded.report)
 
 
-def decode_folder(config: DataConfig, *, workers: int | None = None, chunk: int | None = None) -> DecodedSource:
+def decode_folder(config: DataConfig, *, workers: int | None = None, chunk: int | None = None,
+                  progress: Count | None = None) -> DecodedSource:
     """Read and decode every image under ``data.path``; no cache, no seeded splitting.
 
     ``workers`` and ``chunk`` tune the decoding pool (see
     :func:`~mlestar.data.decode.decode_all`); tests use them to force the pool.
+    ``progress(files decoded, files in all)`` is called once per chunk and at the end; the
+    files are counted first for a folder or zip (:func:`~mlestar.data.archive.count_wanted`).
     """
     path = Path(config.path or "")
     scan = _Scan()
+    expected = count_wanted(path, is_image_name) if progress is not None else None
     results = decode_all(scan.feed(iter_entries(path, is_image_name)), Target(config.image_size, config.channels),
-                         workers=workers, chunk=chunk or CHUNK)
+                         workers=workers, chunk=chunk or CHUNK, progress=progress, expected=expected)
     dirs = scan.all_dirs()
     layout = find_layout(dirs, path)
     used, skipped = _sort_files(scan, {r.name: r for r in results}, layout)

@@ -27,6 +27,7 @@ RECS_REF = "situation_analysis/recommendations.json"
 PLAN_REF = "action_planning/plan.json"
 TRAIN_METRICS_REF = "implementation/metrics.json"
 ANALYSIS_REF = "situation_analysis/analysis.json"
+TEST_PASS_LABEL = "evaluation: test pass (images, every TTA view)"
 
 
 def brightness_subsets(dataset: Any, probs: np.ndarray, edges: list[float]) -> list[dict[str, Any]]:
@@ -94,7 +95,9 @@ class Evaluation(Stage):
         model, _ = load_model_file(ctx.input(MODEL_REF))
         tta = use_tta(ctx)
         channels_last = bool(read_plan(ctx).channels_last)
-        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last)
+        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last,
+                                                     progress=lambda done, total: ctx.progress(TEST_PASS_LABEL,
+                                                                                               done, total))
         steps.advance()
         height, _, channels = dataset.image_shape
         eff = efficiency_report(model, (channels, height, height), latency_seconds=2.0, throughput_seconds=1.0)

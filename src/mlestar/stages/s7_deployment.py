@@ -50,7 +50,9 @@ def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple
     from mlestar.evaluation.holdout import evaluate_on_test
 
     dataset, prep = checked_dataset(ctx)
-    metrics, _, _ = evaluate_on_test(model, dataset, prep)
+    metrics, _, _ = evaluate_on_test(model, dataset, prep,
+                                     progress=lambda done, total: ctx.progress("deployment: test pass (images)",
+                                                                               done, total))
     return ({"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
             "refined model, evaluated once on test at deployment")
 

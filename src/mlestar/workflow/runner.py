@@ -46,6 +46,7 @@ LINEAGE_FILE = "lineage.db"
 AUDIT_FILE = "audit.jsonl"
 ENVIRONMENT_FILE = "environment.json"
 STAGING_PREFIX = ".creating-"  # a run folder under construction; renamed to the run id when whole
+DECODING_LABEL = "decoding images"  # progress label of the first, uncached load of an image folder or archive
 
 log = logging.getLogger(__name__)  # DEBUG: each stage's fingerprint parts, cache decision and timing
 
@@ -422,7 +423,9 @@ class Runner:
 
     def _load_dataset(self) -> Any:
         if self._dataset is None:
-            self._dataset = load_dataset(self.config.data, self.config.seed)
+            self._dataset = load_dataset(self.config.data, self.config.seed,
+                                         progress=lambda done, total: self.options.progress(DECODING_LABEL, done,
+                                                                                            total))
         return self._dataset
 
     def _load_without_test(self) -> Any:
