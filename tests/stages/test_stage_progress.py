@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from tiny_workflow import tiny_config
-from mlestar.workflow.runner import RunOptions, run_workflow
-
-
-def test_each_long_step_reports_progress_to_the_end(tmp_path: Path) -> None:
-    calls: list[tuple[str, int, int]] = []
-    state = run_workflow(tiny_config(tmp_path / "runs"),
-                         RunOptions(runs_dir=tmp_path / "runs", progress=lambda *call: calls.append(call)))
-    assert state.status == "passed"
+def test_each_long_step_reports_progress_to_the_end(finished_run_progress: list[tuple[str, int, int]]) -> None:
+    calls = finished_run_progress  # the shared tiny run (tests/conftest.py), as it ran
     last = {label: (done, total) for label, done, total in calls}
     expected = {"situation analysis: load, checks, probe, plots": (4, 4), "throughput probe": (1, 1),
                 "training epochs": (2, 2), "evaluation: test pass, latency and throughput, plots": (3, 3),

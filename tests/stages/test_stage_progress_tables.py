@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from tiny_workflow import tiny_table_config
-from mlestar.workflow.runner import RunOptions, run_workflow
 
 Call = tuple[str, int, int]
 
@@ -17,11 +13,8 @@ def last_of_each(calls: list[Call]) -> dict[str, tuple[int, int]]:
     return {label: (done, total) for label, done, total in calls}
 
 
-def test_each_long_table_step_reports_progress_to_the_end(tmp_path: Path) -> None:
-    calls: list[Call] = []
-    state = run_workflow(tiny_table_config(tmp_path / "runs"),
-                         RunOptions(runs_dir=tmp_path / "runs", progress=lambda *call: calls.append(call)))
-    assert state.status == "passed"
+def test_each_long_table_step_reports_progress_to_the_end(finished_table_run_progress: list[Call]) -> None:
+    calls = finished_table_run_progress  # the shared tiny table run (tests/conftest.py), as it ran
     last = last_of_each(calls)
     # the tiny config: 2 CV folds, 200 boosting rounds planned, 4 trials, 2 seeds; breast cancer has 30 features
     expected = {
