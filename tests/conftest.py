@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -19,12 +20,18 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+ProgressCall = tuple[str, int, int]
+PROGRESS_FILE = "progress.json"  # beside the shared runs folder: the (label, done, total) calls of its run
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(runs_dir, run_id) of one complete tiny run. Treat as read-only; copy it to change it."""
     runs_dir = tmp_path_factory.mktemp("shared") / "runs"
-    state = run_tiny(runs_dir)
+    calls: list[ProgressCall] = []
+    state = run_tiny(runs_dir, progress=lambda *call: calls.append(call))
     assert state.status == "passed"
+    (runs_dir.parent / PROGRESS_FILE).write_text(json.dumps(calls))
     return runs_dir, state.run_id
 
 
@@ -32,9 +39,27 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 def finished_table_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     """(runs_dir, run_id) of one complete tiny table run (breast cancer). Read-only, like ``finished_run``."""
     runs_dir = tmp_path_factory.mktemp("shared-table") / "runs"
-    state = run_tiny_table(runs_dir)
+    calls: list[ProgressCall] = []
+    state = run_tiny_table(runs_dir, progress=lambda *call: calls.append(call))
     assert state.status == "passed"
+    (runs_dir.parent / PROGRESS_FILE).write_text(json.dumps(calls))
     return runs_dir, state.run_id
+
+
+def _progress(run: tuple[Path, str]) -> list[ProgressCall]:
+    return [(label, done, total) for label, done, total in json.loads((run[0].parent / PROGRESS_FILE).read_text())]
+
+
+@pytest.fixture
+def finished_run_progress(finished_run: tuple[Path, str]) -> list[ProgressCall]:
+    """Every progress call the shared tiny run made, in order."""
+    return _progress(finished_run)
+
+
+@pytest.fixture
+def finished_table_run_progress(finished_table_run: tuple[Path, str]) -> list[ProgressCall]:
+    """Every progress call the shared tiny table run made, in order."""
+    return _progress(finished_table_run)
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ MESSY_CLASSES = ("cat", "dog", "fish")
 MESSY_TRAIN_COUNTS = [5, 6, 5]  # per class, in the train/ folder, usable
 MESSY_TEST_COUNTS = [2, 2, 2]
 MESSY_CONVERSIONS = {"RGBA->RGB": 1, "L->RGB": 1, "P->RGB": 1, "20x16->12x12": 1}
+MESSY_CONVERTED = {"RGBA->RGB": ["ds/train/cat/rgba.png"], "L->RGB": ["ds/train/dog/gray.png"],
+                   "P->RGB": ["ds/train/fish/palette.png"], "20x16->12x12": ["ds/train/dog/big.png"]}
 MESSY_SIZES = {"12x12": 21, "20x16": 1}
 MESSY_MODES = {"RGB": 19, "RGBA": 1, "L": 1, "P": 1}
 

@@ -4,7 +4,7 @@ The layers, top first (docs/architecture.md shows the same table):
 
     __main__                        python -m mlestar
     cli                             commands
-    dashboard                       web UI over runs
+    dashboard, interop              web UI over runs; the Python API and the MLflow export
     stages                          the seven stages (each may use stages.common, not another stage)
     workflow                        stage contract and registry, runner, cache, gates, state
     domains                         what differs by problem kind (tables: loading, column typing)
@@ -28,8 +28,9 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "mlestar"
-LAYERS = [("__main__",), ("cli",), ("dashboard",), ("stages",), ("workflow",), ("domains",), ("tuning", "deploy"),
-          ("evaluation",), ("training",), ("data", "models", "tracking"), ("config",), ("utils", "errors", "__init__")]
+LAYERS = [("__main__",), ("cli",), ("dashboard", "interop"), ("stages",), ("workflow",), ("domains",),
+          ("tuning", "deploy"), ("evaluation",), ("training",), ("data", "models", "tracking"), ("config",),
+          ("utils", "errors", "__init__")]
 RANK = {name: len(LAYERS) - index for index, names in enumerate(LAYERS) for name in names}
 
 

@@ -36,10 +36,10 @@ def tiny_config(runs_dir: Path, **sections: Any) -> LoadedConfig:
     return LoadedConfig(config=build_config(merge(raw, sections)))
 
 
-def run_tiny(runs_dir: Path, **sections: Any) -> Any:
-    """Run the tiny workflow; returns the final RunState."""
+def run_tiny(runs_dir: Path, progress: Any = None, **sections: Any) -> Any:
+    """Run the tiny workflow; returns the final RunState. ``progress`` gets ``(label, done, total)`` calls."""
     loaded = tiny_config(runs_dir, **sections)
-    return run_workflow(loaded, RunOptions(runs_dir=runs_dir))
+    return run_workflow(loaded, RunOptions(runs_dir=runs_dir, progress=progress))
 
 
 TINY_TABLE: dict[str, Any] = {
@@ -56,6 +56,6 @@ def tiny_table_config(runs_dir: Path, **sections: Any) -> LoadedConfig:
     return LoadedConfig(config=build_config(merge(raw, sections)))
 
 
-def run_tiny_table(runs_dir: Path, **sections: Any) -> Any:
-    """Run the tiny table workflow; returns the final RunState."""
-    return run_workflow(tiny_table_config(runs_dir, **sections), RunOptions(runs_dir=runs_dir))
+def run_tiny_table(runs_dir: Path, progress: Any = None, **sections: Any) -> Any:
+    """Run the tiny table workflow; returns the final RunState. ``progress`` gets ``(label, done, total)`` calls."""
+    return run_workflow(tiny_table_config(runs_dir, **sections), RunOptions(runs_dir=runs_dir, progress=progress))

@@ -75,6 +75,10 @@ class BundleError(MlestarError):
     """An inference bundle is incomplete or its checksums do not match."""
 
 
+class InteropError(MlestarError):
+    """A run cannot be handed to another tool (MLflow) or opened through the Python API."""
+
+
 class TuningError(MlestarError):
     """A search cannot start or join: bad storage, a study made for another search space or plan."""
 

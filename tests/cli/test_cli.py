@@ -28,7 +28,7 @@ def test_init_writes_a_valid_config_and_refuses_to_overwrite(tmp_path: Path) -> 
 def test_validate_prints_gates_and_sample_project_warnings() -> None:
     result = invoke("validate", FIXTURES / "sample_project_config.yaml")
     assert result.exit_code == 0, result.output
-    assert "gate after implementation: min_val_accuracy" in result.output
+    assert "gate 'min_val_accuracy' after implementation: val_accuracy at least 85%" in result.output
     assert "warning: hardware: not supported by mlestar; ignored" in result.output
 
 

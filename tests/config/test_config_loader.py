@@ -149,5 +149,5 @@ def test_a_saved_table_config_loads_again() -> None:
     from mlestar.config.schema import MlestarConfig
 
     config = MlestarConfig(data={"source": "table", "dataset": "wine", "task": "multiclass"})
-    again = MlestarConfig.model_validate(config.model_dump(mode="json"))
+    again = build_config(config.model_dump(mode="json"), base_units=True)  # config.json holds base units
     assert again == config and again.task.primary_metric == "test_accuracy"

@@ -368,13 +368,16 @@ def test_report_findings_empty_folders_and_conversions() -> None:
     train, test = balanced(np.random.default_rng(18))
     report = LoadReport(empty_classes={"train": ["bird"], "test": ["bird", "frog"]},
                         original_sizes={"32x32": 80, "28x28": 10}, original_modes={"RGB": 85, "L": 5},
-                        conversions={"L->RGB": 5, "28x28->32x32": 10})
+                        conversions={"L->RGB": 5, "28x28->32x32": 10},
+                        converted={"L->RGB": [f"g{i}.png" for i in range(5)],
+                                   "28x28->32x32": [f"s{i}.png" for i in range(10)]})
     found = analyse(make_dataset(train, labels(60), test, labels(30), report=report))
     assert (found["empty_class_folders"]["grade"], found["empty_class_folders"]["items"]) == \
         ("warning", ["test/bird", "test/frog", "train/bird"])
-    conversions = found["conversions"]
-    assert (conversions["grade"], conversions["count"]) == ("info", 15)
-    assert "L->RGB x5" in conversions["message"] and "32x32: 80" in conversions["message"]
+    gray, resized = found["converted L->RGB"], found["converted 28x28->32x32"]
+    assert (gray["grade"], gray["count"], gray["items"]) == ("info", 5, [f"g{i}.png" for i in range(5)])
+    assert (resized["count"], resized["items"][-1]) == (10, "s9.png")
+    assert "5 images were converted L->RGB" in gray["message"] and "32x32: 80" in gray["message"]
 
 
 def test_near_constant_and_duplicate_grades() -> None:

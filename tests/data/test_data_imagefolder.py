@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from image_trees import (MESSY_CLASSES, MESSY_CONVERSIONS, MESSY_MODES, MESSY_SIZES, MESSY_SKIPPED,
+from image_trees import (MESSY_CLASSES, MESSY_CONVERSIONS, MESSY_CONVERTED, MESSY_MODES, MESSY_SIZES, MESSY_SKIPPED,
                         MESSY_TEST_COUNTS, MESSY_TRAIN_COUNTS, archive, put, rgb_png, write_flat_tree,
                         write_messy_tree)
 from mlestar.config.schema import DataConfig
@@ -33,6 +33,22 @@ def messy(tmp_path: Path) -> Path:
     return write_messy_tree(tmp_path / "tree")
 
 
+def test_converted_files_are_named_up_to_a_cap_and_counted_in_full(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from image_trees import encode, pixels
+    from mlestar.data import imagefolder
+
+    monkeypatch.setattr(imagefolder, "LISTED_FILES", 2)
+    for i in range(3):
+        put(tmp_path, f"t/train/gray/{i}.png", encode(Image.fromarray(pixels(i)[..., 0], "L"), "PNG"))
+        put(tmp_path, f"t/train/rgb/{i}.png", rgb_png(10 + i))
+    report = decode_folder(config(tmp_path / "t")).report
+    assert report.conversions == {"L->RGB": 3}
+    assert report.converted == {"L->RGB": ["train/gray/0.png", "train/gray/1.png"]}
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_messy_tree_loads_the_same_from_every_kind(tmp_path: Path, messy: Path, kind: str) -> None:
     ds = load_dataset(config(source_path(tmp_path, kind, messy)), seed=0)
@@ -40,6 +56,7 @@ def test_messy_tree_loads_the_same_from_every_kind(tmp_path: Path, messy: Path, 
     assert [(s.path, s.reason) for s in report.skipped] == MESSY_SKIPPED
     assert ds.class_names == MESSY_CLASSES
     assert report.conversions == MESSY_CONVERSIONS
+    assert report.converted == MESSY_CONVERTED  # paths as written under data.path, wrapper folder included
     assert report.original_sizes == MESSY_SIZES
     assert report.original_modes == MESSY_MODES
     assert report.empty_classes == {"train": ["empty"]}

@@ -9,7 +9,7 @@ import yaml
 from PIL import Image
 from typer.testing import CliRunner
 
-from image_trees import MESSY_SKIPPED, archive, encode, pixels, put, rgb_png, write_messy_tree
+from image_trees import MESSY_CONVERTED, MESSY_SKIPPED, archive, encode, pixels, put, rgb_png, write_messy_tree
 from mlestar.cli.app import app
 from mlestar.workflow.state import RunState
 
@@ -73,10 +73,25 @@ def test_blocking_findings_stop_the_run_after_a_complete_report(tmp_path: Path) 
     assert blocking == {"skipped_files", "leakage_test"}  # 6/34 = 17.6% > 10%; 1/8 = 12.5% > 5%
     assert sorted(findings["skipped_files"]["items"]) == sorted(p for p, _ in MESSY_SKIPPED)
     assert findings["skipped_files"]["count"] == 6
+    for what, files in MESSY_CONVERTED.items():  # each conversion names its files, in JSON and report
+        assert (findings[f"converted {what}"]["items"], findings[f"converted {what}"]["count"]) == (files, 1)
+    report_json = by_code(json.loads((out / "report.json").read_text())["findings"])
+    assert report_json["converted L->RGB"]["items"] == ["ds/train/dog/gray.png"]
+    markdown = (out / "report.md").read_text()
+    assert "ds/train/dog/gray.png" in markdown and "ds/train/dog/big.png" in markdown
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     state = RunState.load(run_dir)
     assert state.status == "failed" and state.stage("situation_analysis")["status"] == "failed"
+
+
+def test_report_lists_up_to_twenty_items_and_says_how_many_more() -> None:
+    from mlestar.stages.s1_situation_analysis import listed
+
+    found = {"items": [f"f{i}.png" for i in range(25)], "count": 30}
+    assert listed(found) == ", ".join(f"f{i}.png" for i in range(20)) + " (+10 more)"
+    assert listed({"items": ["a.png"], "count": 1}) == "a.png"
+    assert listed({"items": [], "count": 7}) == ""
 
 
 def test_warnings_only_data_passes_with_exact_metrics(tmp_path: Path) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mlestar.cli.common import RunsDir, console, err_console, guarded
-from mlestar.tracking.audit import read_records
-from mlestar.workflow.inspect import find_run, verify_run_audit
-from mlestar.workflow.runner import AUDIT_FILE
+from mlestar.cli.common import RunsDir, console, err_console, guarded, resolve_runs_dir
+from mlestar.cli.output import JsonFlag, print_json
+from mlestar.workflow.inspect import find_run
+from mlestar.workflow.reports import audit_report
 
 
 def register(app: typer.Typer) -> None:
@@ -20,23 +19,33 @@ def register(app: typer.Typer) -> None:
     def audit_command(run: Annotated[str, typer.Argument(help="run id, unique prefix, or 'latest'")],
                       verify: Annotated[bool, typer.Option("--verify", help="check the hash chain; exit 1 if broken")]
                       = False,
-                      runs_dir: RunsDir = Path("runs")) -> None:
-        """Print the audit trail, or verify it with --verify."""
-        run_dir = find_run(runs_dir, run)
-        if verify:
-            result = verify_run_audit(run_dir)
-            for note in result.notes:
-                console.print(f"note: {note}", markup=False)
-            if result.ok:
-                console.print(f"audit trail intact: {result.records} records, chain verified", markup=False)
-                return
-            for problem in result.problems:
-                err_console.print(f"audit: {problem}", markup=False)
+                      runs_dir: RunsDir = None, as_json: JsonFlag = False) -> None:
+        """Print the audit trail, or verify it with --verify (exit 1 when the chain is broken)."""
+        report = audit_report(find_run(resolve_runs_dir(runs_dir), run), verify=verify)
+        if as_json:
+            print_json(report)
+        elif verify:
+            _print_verification(report["verification"])
+        else:
+            for record in report["records"]:
+                console.print(_line(record), markup=False)
+        if verify and not report["verification"]["ok"]:
             raise typer.Exit(1)
-        for record in read_records(run_dir / AUDIT_FILE):
-            when = time.strftime("%H:%M:%S", time.localtime(record["time"]))
-            data = record["data"]
-            detail = data.get("reason") or data.get("message") or data.get("summary") or ""
-            choice = f" {data['what']}={data['choice']}" if "what" in data else ""
-            console.print(f"{record['seq']:>4} {when} {record['event']:<16} {record['stage'] or '':<20}"
-                          f"{choice} {detail}", markup=False)
+
+
+def _print_verification(result: dict[str, Any]) -> None:
+    for note in result["notes"]:
+        console.print(f"note: {note}", markup=False)
+    if result["ok"]:
+        console.print(f"audit trail intact: {result['records']} records, chain verified", markup=False)
+    for problem in result["problems"]:
+        err_console.print(f"audit: {problem}", markup=False)
+
+
+def _line(record: dict[str, Any]) -> str:
+    """One record for people: sequence, local time, event, stage, the decision and its reason."""
+    when = time.strftime("%H:%M:%S", time.localtime(record["time"]))
+    data = record["data"]
+    detail = data.get("reason") or data.get("message") or data.get("summary") or ""
+    choice = f" {data['what']}={data['choice']}" if "what" in data else ""
+    return f"{record['seq']:>4} {when} {record['event']:<16} {record['stage'] or '':<20}{choice} {detail}"

@@ -7,14 +7,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlestar.cli.common import console, guarded
+from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir
+from mlestar.errors import ConfigError
 
 
 def register(app: typer.Typer) -> None:
     @app.command("dashboard")
     @guarded
     def dashboard_command(
-        runs_dir: Annotated[Path, typer.Argument(help="folder holding run folders and lineage.db")] = Path("runs"),
+        folder: Annotated[Optional[Path], typer.Argument(
+            help="folder holding run folders and lineage.db (same as --runs-dir)", show_default=False)] = None,
+        runs_dir: RunsDir = None,
         host: Annotated[str, typer.Option(help="address to bind; anything but loopback needs --token")]
         = "127.0.0.1",
         port: Annotated[int, typer.Option(help="port to bind")] = 8050,
@@ -25,6 +28,9 @@ def register(app: typer.Typer) -> None:
         """Serve runs, stages, live training curves, lineage, audit and compare views (read-only)."""
         from mlestar.dashboard import serve
 
-        serve(runs_dir, host=host, port=port, token=token,
-              announce=lambda url: console.print(f"dashboard for {runs_dir} at {url}  (Ctrl+C stops it)",
+        if folder is not None and runs_dir is not None and folder != runs_dir:
+            raise ConfigError(f"two runs folders given: {folder} and --runs-dir {runs_dir}", hint="give one")
+        chosen = resolve_runs_dir(folder if folder is not None else runs_dir)
+        serve(chosen, host=host, port=port, token=token,
+              announce=lambda url: console.print(f"dashboard for {chosen} at {url}  (Ctrl+C stops it)",
                                                  markup=False))

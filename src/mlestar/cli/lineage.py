@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from mlestar.cli.common import RunsDir, console, guarded
-from mlestar.workflow.inspect import find_run, lineage
+from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir
+from mlestar.cli.output import JsonFlag, print_json
+from mlestar.workflow.inspect import find_run
+from mlestar.workflow.reports import lineage_report
 
 
 def register(app: typer.Typer) -> None:
@@ -16,9 +17,12 @@ def register(app: typer.Typer) -> None:
     @guarded
     def lineage_command(run: Annotated[str, typer.Argument(help="run id, unique prefix, or 'latest'")],
                         artifact: Annotated[Optional[str], typer.Argument(help="part of an artifact path")] = None,
-                        runs_dir: RunsDir = Path("runs")) -> None:
+                        runs_dir: RunsDir = None, as_json: JsonFlag = False) -> None:
         """Print artifacts with sha256, size, producing stage and consuming stages."""
-        report = lineage(find_run(runs_dir, run), artifact)
+        report = lineage_report(find_run(resolve_runs_dir(runs_dir), run), artifact)
+        if as_json:
+            print_json(report)
+            return
         # Plain lines, not a table: paths must never be wrapped or cut, and grep should work.
         width = max((len(row["path"]) for row in report["artifacts"]), default=0)
         for row in report["artifacts"]:

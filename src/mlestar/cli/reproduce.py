@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from mlestar.cli.common import RunsDir, console, guarded, say
+from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir, say
 from mlestar.workflow.inspect import compare_metrics, find_run
 from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
 from mlestar.workflow.state import RunState
@@ -20,9 +19,9 @@ def register(app: typer.Typer) -> None:
     def reproduce_command(run: Annotated[str, typer.Argument(help="run id, unique prefix, or 'latest'")],
                           tolerance: Annotated[float, typer.Option(help="allowed absolute difference of "
                                                                         "accuracy-type metrics")] = 0.01,
-                          runs_dir: RunsDir = Path("runs")) -> None:
+                          runs_dir: RunsDir = None) -> None:
         """Re-execute every stage of RUN's config; exit 1 if a metric moved beyond the tolerance."""
-        run_dir = find_run(runs_dir, run)
+        run_dir = find_run(resolve_runs_dir(runs_dir), run)
         original = RunState.load(run_dir)
         state = run_workflow(load_run_config(run_dir), RunOptions(runs_dir=run_dir.parent, use_cache=False,
                                                                   report=say))

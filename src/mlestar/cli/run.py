@@ -10,7 +10,7 @@ from typing import Annotated, Optional, Sequence
 
 import typer
 
-from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, say
+from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, resolve_runs_dir, say
 from mlestar.config import DEFAULT_CONFIG_NAME, LoadedConfig, Override, default_config, load_config, parse_overrides
 from mlestar.config.catalog import normalize_stage
 from mlestar.errors import ConfigError
@@ -48,7 +48,7 @@ def resolve(config: Path | None, resume: str | None, runs_dir: Path | None,
                               f"-S {overrides[0]} would change it halfway",
                               hint="drop -S to resume, or start a new run with the override: "
                                    "mlestar run CONFIG -S KEY=VALUE")
-        run_dir = find_run(runs_dir or Path("runs"), resume)
+        run_dir = find_run(resolve_runs_dir(runs_dir), resume)
         return load_run_config(run_dir), run_dir.name
     if config is None:
         local = Path(DEFAULT_CONFIG_NAME)
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
         for override in loaded.overrides:
             say(f"override: {override}")
         bars = ProgressBars()
-        options = RunOptions(runs_dir=runs_dir if resume_id is None else (runs_dir or Path("runs")),
+        options = RunOptions(runs_dir=runs_dir if resume_id is None else resolve_runs_dir(runs_dir),
                              resume=resume_id, from_stage=_stage(from_stage), only_stage=_stage(only),
                              use_cache=not no_cache, report=say, progress=bars)
         try:

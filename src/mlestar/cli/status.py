@@ -1,32 +1,35 @@
-"""``mlestar status``: the runs in a runs folder, newest last."""
+"""``mlestar status``: the runs in a runs folder, oldest first, newest last."""
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
+from typing import Any
 
 import typer
-from rich.table import Table
 
-from mlestar.cli.common import RunsDir, console, guarded
-from mlestar.workflow.inspect import list_runs
+from mlestar.cli.common import RunsDir, err_console, guarded, resolve_runs_dir
+from mlestar.cli.output import JsonFlag, print_json, print_rows
+from mlestar.workflow.compare import format_metric
+from mlestar.workflow.reports import status_report
 
 
 def register(app: typer.Typer) -> None:
     @app.command("status")
     @guarded
-    def status_command(runs_dir: RunsDir = Path("runs")) -> None:
-        """List runs with status, stages done and the primary metric."""
-        runs = list_runs(runs_dir)
-        if not runs:
-            console.print(f"no runs in {runs_dir}", markup=False)
-            return
-        table = Table("run", "status", "stages", "test acc", "started")
-        for state in runs:
-            stages = state.data["stages"].values()
-            done = sum(s["status"] in ("passed", "skipped") for s in stages)
-            acc = state.data["metrics"].get("test_accuracy")
-            table.add_row(state.run_id, state.status, f"{done}/{len(stages)}",
-                          f"{acc:.2%}" if acc is not None else "-",
-                          time.strftime("%Y-%m-%d %H:%M", time.localtime(state.data["created"])))
-        console.print(table)
+    def status_command(runs_dir: RunsDir = None, as_json: JsonFlag = False) -> None:
+        """List runs with status, stages done and the primary metric (full run ids when piped)."""
+        report = status_report(resolve_runs_dir(runs_dir))
+        if as_json:
+            print_json(report)
+        elif not report["runs"]:
+            err_console.print(f"no runs in {report['runs_dir']}", markup=False)
+        else:
+            print_rows(("run", "status", "stages", "primary metric", "started"), [_row(r) for r in report["runs"]])
+
+
+def _row(run: dict[str, Any]) -> list[str]:
+    """One status line for people: the metric with its unit applied, the start as local time."""
+    value = format_metric(run["primary_value"], run["primary_unit"])
+    started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created"])) if run["created"] else "-"
+    return [run["run_id"], run["status"], f"{run['stages_done']}/{run['stages_total']}",
+            f"{run['primary_metric']} {value}", started]

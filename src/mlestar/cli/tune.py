@@ -12,7 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, say
+from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, resolve_runs_dir, say
 from mlestar.errors import TuningError
 
 
@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
         prepare: Annotated[bool, typer.Option("--prepare", help="create the study, run no trial")] = False,
         threads: Annotated[Optional[int], typer.Option("--threads", min=1, help="torch threads of a worker")]
         = None,
-        runs_dir: RunsDir = Path("runs"),
+        runs_dir: RunsDir = None,
     ) -> None:
         """Tune a run's training plan with Optuna; continue a crashed study; or add a worker to one."""
         from mlestar.config import load_config
@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
 
         bars = ProgressBars()
         try:
-            summary = standalone.tune_run(load_config(source).config, find_run(runs_dir, run), out_dir=out,
+            run_dir = find_run(resolve_runs_dir(runs_dir), run)
+            summary = standalone.tune_run(load_config(source).config, run_dir, out_dir=out,
                                           study=study, storage=storage, prepare=prepare, report=say,
                                           progress=bars)
         finally:

@@ -26,6 +26,7 @@ from mlestar.config.legacy import is_legacy, translate_legacy
 from mlestar.config.overrides import Override, apply_overrides
 from mlestar.config.paths import resolve_paths
 from mlestar.config.schema import DATA_MODELS, MlestarConfig
+from mlestar.config.units import BASE_UNITS
 from mlestar.errors import ConfigError
 from mlestar.utils.io import sha256_json
 
@@ -113,10 +114,14 @@ def _source(name: str, overrides: Sequence[Override]) -> str:
     return f"{name} with " + " ".join(f"-S {o}" for o in overrides)
 
 
-def build_config(raw: dict[str, Any], *, source: str = "config") -> MlestarConfig:
-    """Validate a plain dict; errors become one :class:`ConfigError` listing every problem."""
+def build_config(raw: dict[str, Any], *, source: str = "config", base_units: bool = False) -> MlestarConfig:
+    """Validate a plain dict; errors become one :class:`ConfigError` listing every problem.
+
+    Quantities need units (``"50ms"``, ``"50MB"``); ``base_units=True`` reads bare numbers as seconds,
+    bytes and 0..1 fractions instead: only for a dict mlestar dumped itself (a run's ``config.json``).
+    """
     try:
-        return MlestarConfig.model_validate(raw)
+        return MlestarConfig.model_validate(raw, context={BASE_UNITS: base_units})
     except ValidationError as exc:
         lines = [_describe(error) for error in exc.errors()]
         raise ConfigError(

@@ -12,19 +12,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationInfo,
+                      field_validator, model_validator)
 
 from mlestar.config.catalog import (
     DEFAULT_PRIMARY, METRICS, REMEDIES, normalize_metric, normalize_stage, stage_number, suggest,
 )
-from mlestar.config.units import UNIT_PARSERS, format_quantity, parse_duration, parse_fraction, parse_latency, parse_size
+from mlestar.config.units import (UNIT_PARSERS, format_quantity, in_base_units, parse_duration, parse_fraction,
+                                  parse_latency, parse_size, unit_validator)
 
-# json_schema_input_type: the exported JSON Schema (`mlestar schema`) accepts what people write ("4h", 0.9)
-Seconds = Annotated[float, BeforeValidator(parse_duration, json_schema_input_type=float | str), Field(gt=0)]
-LatencySeconds = Annotated[float, BeforeValidator(parse_latency, json_schema_input_type=float | str), Field(gt=0)]
-Bytes = Annotated[float, BeforeValidator(parse_size, json_schema_input_type=float | str), Field(gt=0)]
-Fraction = Annotated[float, BeforeValidator(parse_fraction, json_schema_input_type=float | str), Field(ge=0, le=1)]
+# Unit-bearing fields: a bare number is refused (50 ms or 50 s?) except in a saved config.json, which
+# holds base units (config.units.BASE_UNITS); docs/config.md lists every such key. The exported JSON
+# Schema (`mlestar schema`) accepts what people write: a string with a unit ("4h"), or 0.9 for a fraction.
+Seconds = Annotated[float, unit_validator(parse_duration, json_schema_input_type=str), Field(gt=0)]
+LatencySeconds = Annotated[float, unit_validator(parse_latency, json_schema_input_type=str), Field(gt=0)]
+Bytes = Annotated[float, unit_validator(parse_size, json_schema_input_type=str), Field(gt=0)]
+Fraction = Annotated[float, unit_validator(parse_fraction, json_schema_input_type=float | str), Field(ge=0, le=1)]
 StageName = Annotated[str, BeforeValidator(normalize_stage)]
 MetricName = Annotated[str, BeforeValidator(normalize_metric)]
 
@@ -156,8 +159,16 @@ class TaskConfig(Section):
 
     @field_validator("targets")
     @classmethod
-    def _parse_targets(cls, value: dict[str, Any]) -> dict[str, float]:
-        return {name: UNIT_PARSERS[METRICS[name].unit](raw) for name, raw in value.items()}
+    def _parse_targets(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, float]:
+        return {name: _in_metric_unit(name, raw, info, where=f"{name}: ") for name, raw in value.items()}
+
+
+def _in_metric_unit(metric: str, raw: Any, info: ValidationInfo, *, where: str = "") -> float:
+    """``raw`` parsed in the catalog unit of ``metric`` ("90%", "50MB"); errors start with ``where``."""
+    try:
+        return UNIT_PARSERS[METRICS[metric].unit](raw, base_units=in_base_units(info))
+    except ValueError as exc:
+        raise ValueError(f"{where}{exc}") from None
 
 
 class ConstraintsConfig(Section):
@@ -186,6 +197,12 @@ class GateConfig(Section):
     stage: StageName | None = Field(None, description="defaults to the stage that produces the metric")
     on_fail: OnFail = Field(default_factory=OnFail)
 
+    @field_validator("threshold")
+    @classmethod
+    def _parse_threshold(cls, value: float | str, info: ValidationInfo) -> float | str:
+        metric = info.data.get("metric")
+        return value if metric is None else _in_metric_unit(metric, value, info)  # None: its own error shows
+
     @model_validator(mode="after")
     def _resolve(self) -> GateConfig:
         spec = METRICS[self.metric]
@@ -197,7 +214,6 @@ class GateConfig(Section):
                 f"produced later, by {producer!r}; set stage: {producer}"
             )
         object.__setattr__(self, "stage", stage)
-        object.__setattr__(self, "threshold", UNIT_PARSERS[spec.unit](self.threshold))
         readable = format_quantity(float(self.threshold), spec.unit)
         object.__setattr__(self, "name", self.name or f"{self.metric} {self.op} {readable}")
         if self.on_fail.return_to and stage_number(self.on_fail.return_to) > stage_number(stage):
@@ -399,7 +415,7 @@ class RefinementConfig(Section):
                                                "(postgresql://user:pass@host/db, several machines)")
     study_name: str | None = Field(None, min_length=1, description="None: '<run id>-refinement'")
     workers: int = Field(1, ge=1, le=64, description="processes searching on this machine, the stage included")
-    heartbeat_interval: Seconds = Field(10.0, description="database storages: a trial silent for 3x this is "
+    heartbeat_interval: Seconds = Field("10s", description="database storages: a trial silent for 3x this is "
                                                           "marked failed (its worker died)")
     ablation: bool = Field(True, description="switch off one component of the best trial at a time")
     focus_fraction: float = Field(0.25, ge=0, le=0.9, description="share of n_trials (and timeout) kept for a "
@@ -495,9 +511,9 @@ class ServeConfig(Section):
         None, description="runtime served by default; None: the adopted int8 model's, else torchscript "
                            "when exported, else onnx")
     max_batch_size: int = Field(32, ge=1, le=1024, description="images per model call; 1 turns batching off")
-    max_wait: LatencySeconds = Field(0.005, le=1.0, description="longest a request waits for others to batch with")
+    max_wait: LatencySeconds = Field("5ms", le=1.0, description="longest a request waits for others to batch with")
     max_queue: int = Field(1024, ge=1, description="requests waiting for the model; beyond it: 503")
-    max_upload_size: Bytes = Field(10 * 2**20, description="largest accepted image file, e.g. '10MB'")
+    max_upload_size: Bytes = Field("10MiB", description="largest accepted image file, e.g. '10MB'")
     max_pixels: int = Field(40_000_000, ge=1, description="largest accepted width x height (decompression bombs)")
     max_batch_images: int = Field(64, ge=1, le=4096, description="images in one /predict/batch request")
     top_k: int = Field(5, ge=1, description="classes listed, best first, in each answer")
@@ -510,7 +526,7 @@ class AlertsConfig(Section):
     max_error_rate: Fraction = Field(0.05, description="share of requests answered with an error")
     max_latency_p95: LatencySeconds | None = Field(
         None, description="served /predict p95; None: constraints.max_inference_latency, else 250ms")
-    window: Seconds = Field(300.0, description="rate window and how long a condition must hold, e.g. '5m'")
+    window: Seconds = Field("5min", description="rate window and how long a condition must hold, e.g. '5m'")
 
 
 class DeploymentConfig(Section):

@@ -20,9 +20,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mlestar.config.catalog import METRICS
-from mlestar.config.units import format_quantity
 from mlestar.utils.io import read_json
-from mlestar.workflow.runner import CONFIG_FILE
+from mlestar.workflow.compare import format_metric  # one formatter for the dashboard and the CLI
+from mlestar.workflow.compare import saved_config as read_config
 from mlestar.workflow.state import DONE, RUN_FILE, with_liveness
 
 SORT_KEYS = ("created", "run_id", "project", "status", "duration", "primary_value", "gates_failed")
@@ -129,27 +129,11 @@ def primary_metric(run_dir: Path, data: dict[str, Any]) -> PrimaryMetric:
                          higher_is_better=higher, met=met)
 
 
-def format_metric(value: float | None, unit: str) -> str:
-    """A value for people, ``-`` when absent or not a number."""
-    if value is None or math.isnan(value):
-        return "-"
-    return format_quantity(value, unit)
-
-
 def _number(value: Any) -> float | None:
     """A finite float, or ``None``."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value) if math.isfinite(value) else None
-
-
-def read_config(run_dir: Path) -> dict[str, Any]:
-    """A run's ``config.json`` as saved by the runner; ``{}`` when missing or unreadable."""
-    try:
-        config = read_json(run_dir / CONFIG_FILE)
-    except (OSError, ValueError):
-        return {}
-    return config if isinstance(config, dict) else {}
 
 
 class RunIndex:

@@ -615,14 +615,16 @@ def _near_constant_findings(dataset: ImageDataset, stats: dict[str, dict[str, np
 
 
 def _conversion_findings(report: LoadReport) -> list[dict[str, Any]]:
-    """Images converted to a common size or mode while loading."""
-    mixed = len(report.original_sizes) > 1 or len(report.original_modes) > 1
-    if not report.conversions and not mixed:
-        return []
-    done = ", ".join(f"{what} x{n}" for what, n in sorted(report.conversions.items())) or "none"
+    """One finding per conversion made while loading (``RGBA->RGB``, ``28x28->32x32``), naming its files.
+
+    Each lists the files it was applied to (capped, see :data:`~mlestar.data.dataset.LISTED_FILES`)
+    with the full count; array sources (digits, CIFAR-10 batches) have no files to name.
+    """
     seen = f"sizes {_tally(report.original_sizes)}; modes {_tally(report.original_modes)}"
-    return [finding("info", "conversions", f"Images were converted to one size and mode ({done}); seen: {seen}.",
-                    sorted(report.conversions), sum(report.conversions.values()))]
+    return [finding("info", f"converted {what}",
+                    f"{n} image{'s were' if n != 1 else ' was'} converted {what} while loading (seen: {seen}).",
+                    report.converted.get(what, []), n)
+            for what, n in sorted(report.conversions.items())]
 
 
 def _tally(counts: dict[str, int]) -> str:

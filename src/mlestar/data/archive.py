@@ -118,6 +118,28 @@ def iter_entries(path: Path, wanted: Callable[[str], bool]) -> Iterator[Entry]:
     return _iter_zip(path, wanted)
 
 
+def count_wanted(path: Path, wanted: Callable[[str], bool]) -> int | None:
+    """How many files :func:`iter_entries` will offer for decoding, counted cheaply; None for a tar.
+
+    A folder is walked by name (no ``stat``: a few milliseconds per thousand files, against
+    about a second to decode them), a zip's central directory is read; a tar would have to be
+    read (and decompressed) whole, so it is not counted. Empty files and broken links count
+    here but get no payload, so this may exceed the files decoded by those few.
+    """
+    kind = source_kind(path)
+    if kind == "directory":
+        return sum(wanted(_relative(path, os.path.join(folder, name)))
+                   for folder, _, names in os.walk(path) for name in names)
+    if kind != "zip":
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(1 for info in archive.infolist()
+                       if not info.is_dir() and info.file_size and wanted(_clean(info.filename)))
+    except (zipfile.BadZipFile, OSError):
+        return None  # iter_entries raises the DataError that names the problem
+
+
 def walk_files(root: Path) -> list[tuple[str, os.stat_result]]:
     """Every file under folder ``root`` as ``(relative name, stat)``, sorted by name.
 

@@ -47,7 +47,7 @@ from mlestar.utils.io import CACHE_ENV, atomic_write_json, read_json, sha256_fil
 
 # 2: decoding moved to mlestar.data.preprocess; mode I (16-bit PGM/PPM) keeps its top byte instead of
 # being clipped at 255, and float or wider-than-16-bit images are skipped as unreadable.
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: the load report names the files each conversion was applied to
 
 
 @dataclass(frozen=True)

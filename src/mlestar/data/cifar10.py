@@ -29,7 +29,7 @@ from mlestar.config.schema import DataConfig
 from mlestar.data.cache import cache_root
 from mlestar.data.dataset import ImageDataset, ImageSplit, LoadReport
 from mlestar.data.preprocess import conform
-from mlestar.data.sources import complete_splits, register_source
+from mlestar.data.sources import Count, complete_splits, register_source
 from mlestar.errors import DataError
 from mlestar.utils.io import sha256_json
 
@@ -134,8 +134,11 @@ def _fingerprint(config: DataConfig) -> str:
 
 
 @register_source("cifar10", fingerprint=_fingerprint)
-def load_cifar10(config: DataConfig, seed: int) -> ImageDataset:
-    """CIFAR-10 with its own test split; validation is a stratified, seeded share of train."""
+def load_cifar10(config: DataConfig, seed: int, *, progress: Count | None = None) -> ImageDataset:
+    """CIFAR-10 with its own test split; validation is a stratified, seeded share of train.
+
+    The batches are ready arrays, nothing is decoded: ``progress`` is not called.
+    """
     folder = ensure_present(config)
     parts = [read_batch(folder / name) for name in TRAIN_BATCHES]
     train = ImageSplit(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))

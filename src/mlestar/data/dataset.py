@@ -84,6 +84,9 @@ class SkippedFile:
     REASONS = ("zero-byte", "truncated", "unreadable", "not an image")
 
 
+LISTED_FILES = 50  # files named per conversion in a LoadReport; its count covers them all
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """What a loader saw and did, for stage 1 to report.
@@ -93,6 +96,8 @@ class LoadReport:
         original_sizes: ``"WxH" -> count`` before conversion.
         original_modes: PIL mode (``"RGB"``, ``"L"``, ``"RGBA"``, ``"P"``) -> count.
         conversions: human-readable conversion -> count (``"RGBA->RGB"``, ``"28x28->32x32"``).
+        converted: conversion -> the first :data:`LISTED_FILES` files it was applied to (the
+            count is in ``conversions``), so a finding can name them; empty for array sources.
         empty_classes: class folders that held no usable image, per split.
         source: where the data came from (path, archive kind, cache hit or miss, seconds).
     """
@@ -101,20 +106,22 @@ class LoadReport:
     original_sizes: dict[str, int] = field(default_factory=dict)
     original_modes: dict[str, int] = field(default_factory=dict)
     conversions: dict[str, int] = field(default_factory=dict)
+    converted: dict[str, list[str]] = field(default_factory=dict)
     empty_classes: dict[str, list[str]] = field(default_factory=dict)
     source: dict[str, object] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         return {"skipped": [vars(s) for s in self.skipped], "original_sizes": self.original_sizes,
                 "original_modes": self.original_modes, "conversions": self.conversions,
-                "empty_classes": self.empty_classes, "source": self.source}
+                "converted": self.converted, "empty_classes": self.empty_classes, "source": self.source}
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> LoadReport:
         """Inverse of :meth:`to_dict` (the decoded-image cache stores reports as JSON)."""
         return cls(skipped=tuple(SkippedFile(**s) for s in raw["skipped"]),
                    original_sizes=dict(raw["original_sizes"]), original_modes=dict(raw["original_modes"]),
-                   conversions=dict(raw["conversions"]), empty_classes=dict(raw["empty_classes"]),
+                   conversions=dict(raw["conversions"]),
+                   converted={k: list(v) for k, v in raw.get("converted", {}).items()}, empty_classes=dict(raw["empty_classes"]),
                    source=dict(raw["source"]))
 
 

@@ -22,7 +22,7 @@ import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -33,6 +33,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".t
 CHUNK = 256  # files per pool task: big enough to amortize pickling, small enough to balance 2 workers
 
 Payload = bytes | str  # the file's bytes, or a path the worker reads itself
+Count = Callable[[int, int], None]  # progress: (files decoded, files in all)
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,8 @@ def decode_image(name: str, payload: Payload, target: Target = Target()) -> Deco
 
 
 def decode_all(items: Iterable[tuple[str, Payload]], target: Target = Target(), *,
-               workers: int | None = None, chunk: int = CHUNK) -> list[Decoded]:
+               workers: int | None = None, chunk: int = CHUNK, progress: Count | None = None,
+               expected: int | None = None) -> list[Decoded]:
     """Decode every ``(name, payload)`` of ``items``, in order.
 
     When ``items`` holds no more than one ``chunk`` they are decoded here: a
@@ -99,18 +101,66 @@ def decode_all(items: Iterable[tuple[str, Payload]], target: Target = Target(), 
     (default: the CPUs this process may use) decode chunk by chunk while
     ``items`` is still being produced, so an iterator that reads an archive
     overlaps with decoding. Exceptions raised by ``items`` propagate.
+
+    ``progress(done, total)`` is called with 0 first, then once per decoded chunk
+    (every ``chunk`` files: nothing is added per file), and last with ``done == total``.
+    ``total`` is ``expected`` (the files the caller counted beforehand), or without it
+    the items read so far, which runs ahead of decoding only when a pool is used.
     """
-    chunks = _chunked(items, chunk)
+    fed = _Counted(items)
+    report = _Reporter(progress, expected, fed)
+    chunks = _chunked(fed, chunk)
     first = next(chunks, None)
     if first is None:
-        return []
+        return report.end([])
+    report([])
     workers = workers or _default_workers()
+    out: list[Decoded] = []
     if len(first) < chunk or workers < 2:
-        return [decode_image(name, payload, target) for part in itertools.chain([first], chunks)
-                for name, payload in part]
+        for part in itertools.chain([first], chunks):
+            out += [decode_image(name, payload, target) for name, payload in part]
+            report(out)
+        return report.end(out)
     with _context().Pool(workers, initializer=_lower_priority) as pool:
         jobs = ((part, target) for part in itertools.chain([first], chunks))
-        return [d for packed in pool.imap(_decode_packed, jobs) for d in _unpack(packed)]
+        for packed in pool.imap(_decode_packed, jobs):
+            out += _unpack(packed)
+            report(out)
+    return report.end(out)
+
+
+class _Counted:
+    """An iterator that counts the items taken from it (the pool's feeder thread takes them ahead)."""
+
+    def __init__(self, items: Iterable[tuple[str, Payload]]) -> None:
+        self._items, self.count = iter(items), 0
+
+    def __iter__(self) -> Iterator[tuple[str, Payload]]:
+        return self
+
+    def __next__(self) -> tuple[str, Payload]:
+        item = next(self._items)
+        self.count += 1
+        return item
+
+
+@dataclass
+class _Reporter:
+    """Turns the decoded list's length into ``progress(done, total)`` calls; total never below done."""
+
+    progress: Count | None
+    expected: int | None
+    fed: _Counted
+
+    def __call__(self, out: list[Decoded]) -> None:
+        if self.progress is not None:
+            self.progress(len(out), max(len(out), self.expected if self.expected is not None else self.fed.count))
+
+    def end(self, out: list[Decoded]) -> list[Decoded]:
+        """The last report (``done == total``, even when ``expected`` counted a file that was not read)."""
+        if self.progress is not None:
+            self.progress(len(out), len(out))
+        return out
 
 
 _Packed = tuple[list[Decoded], list[tuple[int, ...]], bytes]

@@ -41,10 +41,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from mlestar.config.schema import DataConfig
-from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, iter_entries
+from mlestar.data.archive import LAYOUT_HINT, Entry, archive_stem, count_wanted, iter_entries
 from mlestar.data.cache import DecodedSource, cache_key, cached_decode
-from mlestar.data.dataset import ImageDataset, ImageSplit, LoadReport, SkippedFile
-from mlestar.data.decode import CHUNK, Decoded, Payload, Target, decode_all, is_image_name
+from mlestar.data.dataset import LISTED_FILES, ImageDataset, ImageSplit, LoadReport, SkippedFile
+from mlestar.data.decode import CHUNK, Count, Decoded, Payload, Target, decode_all, is_image_name
 from mlestar.data.preprocess import conform, natural_channels
 from mlestar.data.archive import check_readable
 from mlestar.data.sources import complete_splits, register_source
@@ -131,14 +131,17 @@ def _fingerprint(config: DataConfig) -> str:
 
 
 @register_source("imagefolder", fingerprint=_fingerprint)
-def load_imagefolder(config: DataConfig, seed: int) -> ImageDataset:
+def load_imagefolder(config: DataConfig, seed: int, *, progress: Count | None = None) -> ImageDataset:
     """Load ``data.path`` (folder or archive), from the decoded-image cache when it can.
+
+    ``progress(done, total)`` follows the decoding (see :func:`decode_folder`); a cache hit
+    decodes nothing and reports nothing.
 
     Raises:
         DataError: the path is missing or not a readable archive; no class
             folders or no usable image; a val/test class without training images.
     """
-    decoded = cached_decode(config, lambda: decode_folder(config))
+    decoded = cached_decode(config, lambda: decode_folder(config, progress=progress))
     train, val, test, notes = complete_splits(decoded.splits["train"], decoded.splits.get("val"),
                                               decoded.splits.get("test"), config, seed)
     path = Path(config.path or "")
@@ -147,16 +150,20 @@ def load_imagefolder(config: DataConfig, seed: int) -> ImageDataset:
                         notes=decoded.notes + tuple(notes), report=decoded.report)
 
 
-def decode_folder(config: DataConfig, *, workers: int | None = None, chunk: int | None = None) -> DecodedSource:
+def decode_folder(config: DataConfig, *, workers: int | None = None, chunk: int | None = None,
+                  progress: Count | None = None) -> DecodedSource:
     """Read and decode every image under ``data.path``; no cache, no seeded splitting.
 
     ``workers`` and ``chunk`` tune the decoding pool (see
     :func:`~mlestar.data.decode.decode_all`); tests use them to force the pool.
+    ``progress(files decoded, files in all)`` is called once per chunk and at the end; the
+    files are counted first for a folder or zip (:func:`~mlestar.data.archive.count_wanted`).
     """
     path = Path(config.path or "")
     scan = _Scan()
+    expected = count_wanted(path, is_image_name) if progress is not None else None
     results = decode_all(scan.feed(iter_entries(path, is_image_name)), Target(config.image_size, config.channels),
-                         workers=workers, chunk=chunk or CHUNK)
+                         workers=workers, chunk=chunk or CHUNK, progress=progress, expected=expected)
     dirs = scan.all_dirs()
     layout = find_layout(dirs, path)
     used, skipped = _sort_files(scan, {r.name: r for r in results}, layout)
@@ -307,11 +314,15 @@ def _report(used: list[_Use], skipped: list[SkippedFile], folders: dict[str, set
     """Sizes and modes as found, the conversions made, and class folders left empty."""
     final_mode = "L" if channels == 1 else "RGB"
     conversions: Counter[str] = Counter()
+    converted: dict[str, list[str]] = defaultdict(list)
     for _, _, decoded in used:
-        if decoded.mode != final_mode:
-            conversions[f"{decoded.mode}->{final_mode}"] += 1
+        done = [f"{decoded.mode}->{final_mode}"] if decoded.mode != final_mode else []
         if decoded.size != (side, side):
-            conversions[f"{decoded.size[0]}x{decoded.size[1]}->{side}x{side}"] += 1
+            done.append(f"{decoded.size[0]}x{decoded.size[1]}->{side}x{side}")
+        for what in done:
+            conversions[what] += 1
+            if len(converted[what]) < LISTED_FILES:
+                converted[what].append(decoded.name)
     with_images: dict[str, set[str]] = defaultdict(set)
     for split, cls, _ in used:
         with_images[split].add(cls)
@@ -320,7 +331,7 @@ def _report(used: list[_Use], skipped: list[SkippedFile], folders: dict[str, set
     return LoadReport(skipped=tuple(skipped),
                       original_sizes=dict(Counter(f"{d.size[0]}x{d.size[1]}" for _, _, d in used)),
                       original_modes=dict(Counter(d.mode for _, _, d in used)),
-                      conversions=dict(conversions), empty_classes=empty)
+                      conversions=dict(conversions), converted=dict(converted), empty_classes=empty)
 
 
 def _layout_notes(layout: Layout, splits: dict[str, ImageSplit]) -> list[str]:

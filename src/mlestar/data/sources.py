@@ -20,14 +20,18 @@ from mlestar.data.dataset import ImageDataset, ImageSplit, fingerprint_arrays, s
 from mlestar.errors import DataError
 from mlestar.utils.io import sha256_file
 
-SourceFn = Callable[[DataConfig, int], ImageDataset]
+Count = Callable[[int, int], None]  # progress of one piece of work: (done, total)
+SourceFn = Callable[..., ImageDataset]  # (data_config, seed, *, progress: Count | None = None) -> ImageDataset
 FingerprintFn = Callable[[DataConfig], str]
 _SOURCES: dict[str, SourceFn] = {}
 _FINGERPRINTS: dict[str, FingerprintFn] = {}
 
 
 def register_source(name: str, *, fingerprint: FingerprintFn) -> Callable[[SourceFn], SourceFn]:
-    """Decorator: make ``fn(data_config, seed) -> ImageDataset`` available as ``name``.
+    """Decorator: make ``fn(data_config, seed, *, progress=None) -> ImageDataset`` available as ``name``.
+
+    ``progress(done, total)``, when given, follows the files a source decodes; a source of
+    ready arrays (digits, CIFAR-10 batches) has nothing to follow and ignores it.
 
     ``fingerprint(data_config)`` must be cheap (no decoding): the runner calls
     it on every run to decide whether stage 1 can be skipped.
@@ -60,9 +64,12 @@ def create_source(name: str) -> SourceFn:
     return _SOURCES[name]
 
 
-def load_dataset(config: DataConfig, seed: int) -> ImageDataset:
-    """Load the configured source and split it; the one entry point stages use."""
-    return create_source(config.source)(config, seed)
+def load_dataset(config: DataConfig, seed: int, *, progress: Count | None = None) -> ImageDataset:
+    """Load the configured source and split it; the one entry point stages use.
+
+    ``progress(done, total)`` follows the decoding of image files (``imagefolder``), when there is any.
+    """
+    return create_source(config.source)(config, seed, progress=progress)
 
 
 def cap_per_class(split: ImageSplit, cap: int | None, seed: int) -> ImageSplit:
@@ -126,10 +133,11 @@ def _digits_fingerprint(config: DataConfig) -> str:
 
 
 @register_source("digits", fingerprint=_digits_fingerprint)
-def load_digits(config: DataConfig, seed: int) -> ImageDataset:
+def load_digits(config: DataConfig, seed: int, *, progress: Count | None = None) -> ImageDataset:
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes); no network needed.
 
-    Pixel values 0..16 are scaled to 0..255 so every source shares one range.
+    Pixel values 0..16 are scaled to 0..255 so every source shares one range. Nothing is
+    decoded: ``progress`` is not called.
     """
     from sklearn.datasets import load_digits as sk_digits
 

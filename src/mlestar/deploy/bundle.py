@@ -22,6 +22,7 @@ every checksum before it trusts any file.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -170,12 +171,33 @@ def _manifest(bundle_dir: Path, names: list[str]) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------- model card
 
 
+@dataclass(frozen=True)
+class CardExample:
+    """A real request and the answer the bundle gave it, for the model card.
+
+    Attributes:
+        file: the image's file name in the bundle (``example.png``).
+        true_label: the class the test split says the image is.
+        response: the ``/predict`` JSON body the bundle's predict path returned for it.
+    """
+
+    file: str
+    true_label: str
+    response: dict[str, Any]
+
+
+def example_response(bundle: LoadedBundle, image: Image.Image, top_k: int) -> dict[str, Any]:
+    """The body ``POST /predict`` answers for ``image``: the server's own answer (``describe``) and version."""
+    return {**bundle.predict([image], top_k)[0], "model_version": bundle.version}
+
+
 def render_model_card(*, project: str, run_id: str, model_name: str, dataset: str, metrics: dict[str, float],
                       targets: dict[str, float], preprocessing: Preprocessing, environment: dict[str, Any],
-                      limits: list[str]) -> str:
+                      limits: list[str], example: CardExample | None = None) -> str:
     """Render the bundle's ``model_card.md``.
 
-    Sections: intended use, data and preprocessing, metrics against targets
+    Sections: intended use, data and preprocessing, an example request with the
+    response it really got (when ``example`` is given), metrics against targets
     (a target is met per the metric's direction in the metric catalog),
     known limits, training environment and the run id that reproduces it.
     """
@@ -183,6 +205,7 @@ def render_model_card(*, project: str, run_id: str, model_name: str, dataset: st
         f"# {project}: {model_name}\n\nProduced by mlestar run `{run_id}`.",
         _card_intended_use(preprocessing),
         _card_data(dataset, preprocessing),
+        *([_card_example(example)] if example is not None else []),
         "## Metrics\n\n" + _metrics_table(metrics, targets),
         "## Limits\n\n" + ("\n".join(f"- {item}" for item in limits) if limits else "None recorded."),
         "## Training environment\n\n" + _key_value_table(environment),
@@ -210,6 +233,15 @@ def _card_data(dataset: str, prep: Preprocessing) -> str:
             f"composited; {'grayscale' if prep.channels == 1 else 'RGB'}, bilinear resize to "
             f"{prep.image_size}x{prep.image_size}, pixels / 255, then (x - mean) / std with "
             f"mean ({mean}) and std ({std}).")
+
+
+def _card_example(example: CardExample) -> str:
+    return ("## Example request\n\n"
+            f"`{example.file}` in this bundle is an image of the test split (true class: "
+            f"`{example.true_label}`). With the bundle served (`mlestar serve .`, or the Dockerfile):\n\n"
+            f"```bash\ncurl -s -X POST -F \"file=@{example.file}\" http://127.0.0.1:8000/predict\n```\n\n"
+            "answers, as the bundle answered it when it was written:\n\n"
+            f"```json\n{json.dumps(example.response, indent=2)}\n```")
 
 
 def _metrics_table(metrics: dict[str, float], targets: dict[str, float]) -> str:
@@ -380,6 +412,19 @@ class LoadedBundle:
             "probabilities": {name: float(p) for name, p in zip(self.class_names, row)},
             "top_k": ranked,
         }
+
+
+def preview_bundle(model_file: Path, runtime: str, class_names: list[str], preprocessing: Preprocessing,
+                   metadata: dict[str, Any]) -> LoadedBundle:
+    """A bundle over ``model_file`` before the bundle folder is written (stage 7's model card example).
+
+    Predicts exactly as :func:`load_bundle` would on the copy of ``model_file`` the bundle will hold.
+    """
+    try:
+        runner = _RUNNERS[runtime](Path(model_file))
+    except ExportError as exc:
+        raise BundleError(exc.message, hint=_REEXPORT_HINT) from exc
+    return LoadedBundle(Path(model_file).parent, runtime, tuple(class_names), preprocessing, metadata, runner)
 
 
 def load_bundle(bundle_dir: Path, runtime: str | None = None, precision: str = "auto") -> LoadedBundle:

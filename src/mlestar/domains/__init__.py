@@ -13,7 +13,7 @@ domain never loads the other's libraries.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mlestar.errors import MlestarError
 
@@ -49,12 +49,16 @@ def data_fingerprint(data: Any) -> str:
     return table_fingerprint(data)
 
 
-def load_dataset(data: Any, seed: int) -> Any:
-    """The run's dataset, split: an ``ImageDataset`` or a ``TableDataset``."""
+def load_dataset(data: Any, seed: int, *, progress: Callable[[int, int], None] | None = None) -> Any:
+    """The run's dataset, split: an ``ImageDataset`` or a ``TableDataset``.
+
+    ``progress(done, total)`` follows the decoding of image files (an image folder or archive
+    not yet in the decoded-image cache); a table is read in one call and reports nothing.
+    """
     if data.domain == "images":
         from mlestar.data.sources import load_dataset as load_images
 
-        return load_images(data, seed)
+        return load_images(data, seed, progress=progress)
     from mlestar.domains.tables.dataset import load_table_dataset
 
     return load_table_dataset(data, seed)

@@ -41,3 +41,26 @@ def markdown_table(headers: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+class Steps:
+    """Reports a stage's named steps as progress ``(label, done, total)``, so the CLI draws a bar with an ETA.
+
+    Create it with the number of steps the stage will take (``ctx.progress`` gets
+    ``done=0`` at once), call :meth:`advance` after each; :meth:`finish` reports
+    ``done == total`` however many steps were skipped, which closes the bar.
+    """
+
+    def __init__(self, ctx: StageContext, label: str, total: int) -> None:
+        self._ctx, self.label, self.total, self.done = ctx, label, total, 0
+        ctx.progress(label, 0, total)
+
+    def advance(self, steps: int = 1) -> None:
+        """Count ``steps`` more as done (never past ``total``)."""
+        self.done = min(self.total, self.done + steps)
+        self._ctx.progress(self.label, self.done, self.total)
+
+    def finish(self) -> None:
+        """Report the last step done, if it has not been."""
+        if self.done < self.total:
+            self.advance(self.total - self.done)

@@ -15,7 +15,7 @@ import numpy as np
 
 from mlestar.data.dataset import ImageDataset
 from mlestar.errors import DataError
-from mlestar.stages.common import dataset_record, markdown_table
+from mlestar.stages.common import Steps, dataset_record, markdown_table
 from mlestar.utils.io import atomic_write_json
 from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -127,10 +127,15 @@ class SituationAnalysis(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         from mlestar.data.analysis import analyze_dataset
 
+        steps = Steps(ctx, "situation analysis: load, checks, probe, plots", 4)
         dataset: ImageDataset = ctx.dataset()
+        steps.advance()
         analysis = build_analysis(dataset, analyze_dataset(dataset))
+        steps.advance()
         recs = recommend(dataset, analysis["imbalance_ratio"], difficulty_probe(dataset, ctx.config.seed))
+        steps.advance()
         self._write(ctx, dataset, analysis, recs)
+        steps.finish()
         for key in ("class_weighting", "augmentation"):
             ctx.decide(f"recommend_{key}", recs[key]["choice"], recs[key]["reason"])
         blocking = [f for f in analysis["findings"] if f["grade"] == "blocking"]
@@ -176,11 +181,21 @@ class SituationAnalysis(Stage):
                       "class_counts": analysis["class_counts"], "imbalance_ratio": analysis["imbalance_ratio"]})
 
 
+REPORT_ITEMS = 20  # items a finding shows in report.md/html; report.json keeps up to analysis.MAX_ITEMS
+
+
+def listed(found: dict[str, Any], limit: int = REPORT_ITEMS) -> str:
+    """A finding's first ``limit`` items, and how many more it counts: ``"a, b (+3 more)"``."""
+    shown = [str(item) for item in found["items"][:limit]]
+    more = max(found["count"], len(found["items"])) - len(shown)
+    return ", ".join(shown) + (f" (+{more} more)" if shown and more > 0 else "")
+
+
 def render_report(dataset: ImageDataset, analysis: dict[str, Any], recs: dict[str, Any]) -> str:
     """The Markdown report of stage 1 (also rendered to HTML)."""
     rows = [[name, *(analysis["class_counts"][s][i] for s in SPLITS)] for i, name in enumerate(dataset.class_names)]
-    findings = markdown_table(["grade", "finding", "count", "examples"],
-                              [[f["grade"], f["message"], f["count"], ", ".join(map(str, f["items"][:5]))]
+    findings = markdown_table(["grade", "finding", "count", "files / items"],
+                              [[f["grade"], f["message"], f["count"], listed(f)]
                                for f in analysis["findings"]]) if analysis["findings"] else "No findings."
     recommendations = "\n".join(f"- **{key}**: {value.get('choice', value.get('level', ''))} ({value['reason']})"
                                 for key, value in recs.items())

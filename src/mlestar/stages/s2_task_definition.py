@@ -64,7 +64,9 @@ class TaskDefinition(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         record = ctx.read_json(DATASET_REF)
         config = ctx.config
+        ctx.progress("throughput probe", 0, 1)
         probe = probe_throughput(record["image_shape"], len(record["class_names"]), config)
+        ctx.progress("throughput probe", 1, 1)
         epoch_time = record["splits"]["train"]["size"] / probe["images_per_second"]
         feasibility = self._feasibility(config, epoch_time)
         spec = {"task": config.task.model_dump(mode="json"),

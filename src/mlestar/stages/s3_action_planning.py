@@ -8,7 +8,7 @@ training time) and writes ``plan.json`` and ``plan.md``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from mlestar.config.schema import MlestarConfig
 from mlestar.stages.common import DATASET_REF, markdown_table
@@ -57,9 +57,13 @@ EPOCH_OVERHEAD = 1.1     # the probe's small random tensor vs gathering from the
 MAX_EPOCH_FACTOR = 2     # with time to spare, train up to 2x the recipe's epochs rather than idle
 
 
-def choose_model(config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any]
+def choose_model(config: MlestarConfig, record: dict[str, Any], spec: dict[str, Any],
+                 progress: Callable[[int, int], None] = lambda done, total: None
                  ) -> tuple[str, str, dict[str, Any]]:
-    """The model to train, why, and the throughput probes behind the choice."""
+    """The model to train, why, and the throughput probes behind the choice.
+
+    ``progress(done, total)`` follows the probes (one per airbench width, at most).
+    """
     from mlestar.models import model_info
     from mlestar.training.recipes import AIRBENCH_MODELS
 
@@ -76,8 +80,10 @@ def choose_model(config: MlestarConfig, record: dict[str, Any], spec: dict[str, 
     probes: dict[str, dict[str, Any]] = {}
     for name in AIRBENCH_MODELS:  # smallest first: once one misses MIN_GOOD_EPOCHS, larger ones would too
         probes[name] = probe_candidate(name, record, spec, config)
+        progress(len(probes), len(AIRBENCH_MODELS))
         if epochs_in(budget, n_train, probes[name]) < MIN_GOOD_EPOCHS:
             break
+    progress(len(AIRBENCH_MODELS), len(AIRBENCH_MODELS))  # the widths left unprobed need no probe
     return pick_by_budget(probes, budget, n_train) + (probes,)
 
 
@@ -119,7 +125,8 @@ def pick_by_budget(probes: dict[str, dict[str, Any]], budget: float, n_train: in
     return name, why + " (" + ", ".join(f"{n}: {fits[n]} epochs" for n in probes) + ")"
 
 
-def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any], spec: dict[str, Any]
+def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any], spec: dict[str, Any],
+              progress: Callable[[int, int], None] = lambda done, total: None
               ) -> tuple[ReasonedPlan, dict[str, Any]]:
     """Every training setting chosen from config, recipe, recommendations and probes, before remedies."""
     from mlestar.models import model_info
@@ -127,7 +134,7 @@ def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any
 
     t = config.training
     plan = PlanDraft()
-    model, why, probes = choose_model(config, record, spec)
+    model, why, probes = choose_model(config, record, spec, progress)
     recipe = recipe_for(model)
     plan.set("model", model, why)
     plan.set("recipe", recipe, "the recipe this model family is tuned with")
@@ -273,7 +280,8 @@ class ActionPlanning(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         record, recs, spec = ctx.read_json(DATASET_REF), ctx.read_json(RECS_REF), ctx.read_json(SPEC_REF)
-        plan, probes = base_plan(ctx.config, record, recs, spec)
+        plan, probes = base_plan(ctx.config, record, recs, spec,
+                                 lambda done, total: ctx.progress("throughput probes", done, total))
         if probes:
             ctx.audit.append("throughput_probe", stage=self.name, probes=probes)
         plan, applied = apply_adjustments(plan, ctx.adjustments)

@@ -14,7 +14,7 @@ import numpy as np
 from mlestar.config.catalog import METRICS
 from mlestar.config.schema import MlestarConfig
 from mlestar.config.units import format_quantity
-from mlestar.stages.common import DATASET_REF, checked_dataset, markdown_table
+from mlestar.stages.common import DATASET_REF, Steps, checked_dataset, markdown_table
 from mlestar.utils.io import atomic_write_json, atomic_write_text
 from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -27,6 +27,7 @@ RECS_REF = "situation_analysis/recommendations.json"
 PLAN_REF = "action_planning/plan.json"
 TRAIN_METRICS_REF = "implementation/metrics.json"
 ANALYSIS_REF = "situation_analysis/analysis.json"
+TEST_PASS_LABEL = "evaluation: test pass (images, every TTA view)"
 
 
 def brightness_subsets(dataset: Any, probs: np.ndarray, edges: list[float]) -> list[dict[str, Any]]:
@@ -89,14 +90,20 @@ class Evaluation(Stage):
         from mlestar.evaluation.holdout import evaluate_on_test
         from mlestar.training import load_model_file
 
+        steps = Steps(ctx, "evaluation: test pass, latency and throughput, plots", 3)
         dataset, prep = checked_dataset(ctx)
         model, _ = load_model_file(ctx.input(MODEL_REF))
         tta = use_tta(ctx)
         channels_last = bool(read_plan(ctx).channels_last)
-        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last)
+        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last,
+                                                     progress=lambda done, total: ctx.progress(TEST_PASS_LABEL,
+                                                                                               done, total))
+        steps.advance()
         height, _, channels = dataset.image_shape
         eff = efficiency_report(model, (channels, height, height), latency_seconds=2.0, throughput_seconds=1.0)
+        steps.advance()
         write_visuals(ctx.out_dir, metrics, probs, dataset, ctx.config.evaluation.gallery_size)
+        steps.finish()
         edges = ctx.read_json(ANALYSIS_REF)["brightness_terciles"]
         extra = {"subsets": {"brightness": brightness_subsets(dataset, probs, edges)},
                  "tta": None if tta_probs is None else

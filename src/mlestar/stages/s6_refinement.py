@@ -161,7 +161,8 @@ def _compare(ctx: StageContext, plan: TrainingPlan, outcome: Outcome, data: Any,
     outcome.comparison = compare(plan, outcome.refined_plan or plan, outcome.baseline_val, data, job,
                                  seeds=config.seeds, budget=config.compare_timeout,
                                  max_seconds=ctx.config.constraints.max_training_time,
-                                 work_dir=ctx.out_dir / "retrain", report=ctx.report)
+                                 work_dir=ctx.out_dir / "retrain", report=ctx.report,
+                                 progress=lambda done, total: ctx.progress("before/after retraining", done, total))
     if outcome.comparison.note:
         ctx.decide("comparison_seeds", len(outcome.comparison.seeds), outcome.comparison.note)
     outcome.adopted, outcome.reason = decide(outcome.comparison, config.min_improvement)

@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from mlestar.stages.common import DATASET_REF, checked_dataset
+from mlestar.stages.common import DATASET_REF, Steps, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
@@ -38,7 +38,8 @@ REFINEMENT_REF = "refinement/refinement.json"
 EVAL_REF = "evaluation/metrics.json"
 PROBE_IMAGES = 64  # validation images used for parity, tracing and benchmarks
 DEFAULT_ALERT_LATENCY_S = 0.25  # /predict p95 alert when neither the alerts nor the constraints set one
-BUNDLE_EXTRAS = ("openapi.json", "benchmark.json", "alerts.yml", "requirements.txt", "reference.json")
+BUNDLE_EXTRAS = ("openapi.json", "benchmark.json", "alerts.yml", "requirements.txt", "reference.json", "example.png")
+EXAMPLE_FILE = "example.png"  # a test image, the model card's curl example sends it
 
 
 def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple[dict[str, Any], str]:
@@ -49,7 +50,9 @@ def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple
     from mlestar.evaluation.holdout import evaluate_on_test
 
     dataset, prep = checked_dataset(ctx)
-    metrics, _, _ = evaluate_on_test(model, dataset, prep)
+    metrics, _, _ = evaluate_on_test(model, dataset, prep,
+                                     progress=lambda done, total: ctx.progress("deployment: test pass (images)",
+                                                                               done, total))
     return ({"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
             "refined model, evaluated once on test at deployment")
 
@@ -116,15 +119,21 @@ class Deployment(Stage):
     def run(self, ctx: StageContext) -> StageResult:
         from mlestar.training import load_model_file
 
+        steps = Steps(ctx, "deployment: export and parity, benchmark, test pass, bundle", 4)
         model, payload = load_model_file(ctx.input(MODEL_REF))
         dataset, prep = checked_dataset(ctx)
         val_images, val_labels = _validation(dataset, prep)
         probe = val_images[:PROBE_IMAGES]
         prepared = _export_and_quantize(ctx, model, probe, val_images, val_labels)
-        prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy())
+        steps.advance()
+        prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy(),
+                                        lambda done, total: ctx.progress("deployment benchmark", done, total))
+        steps.advance()
         adopted = bool(ctx.read_json(REFINEMENT_REF)["adopted"])
         test_metrics, test_source = deployed_test_metrics(ctx, model, adopted)
-        bundle_dir = _write_bundle(ctx, prepared, payload, prep, (test_metrics, test_source))
+        steps.advance()
+        bundle_dir = _write_bundle(ctx, prepared, payload, prep, (test_metrics, test_source), dataset)
+        steps.finish()
         size = float(sum(p.stat().st_size for p in bundle_dir.rglob("*") if p.is_file()))
         atomic_write_json(ctx.out_dir / "deployment.json",
                           _record(prepared, bundle_dir, size, test_metrics, test_source))
@@ -176,8 +185,9 @@ def _quantize(ctx: StageContext, model: Any, probe: Any, files: dict[str, Path],
     return quant
 
 
-def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray) -> dict[str, Any]:
-    """Latency and throughput of every fp32 export and of the int8 copy, adopted or not."""
+def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray,
+               progress: Callable[[int, int], None] = lambda done, total: None) -> dict[str, Any]:
+    """Latency and throughput of every fp32 export and of the int8 copy, adopted or not; one ``progress`` each."""
     from mlestar.deploy.benchmark import benchmark_runner
     from mlestar.deploy.export import load_onnx_runner, load_torchscript_runner
 
@@ -185,14 +195,18 @@ def _benchmark(prepared: Prepared, exports: Path, probe: np.ndarray) -> dict[str
     models = {variant_name(fmt, "fp32"): (fmt, path) for fmt, path in prepared.files.items()}
     if prepared.quant is not None:
         models[variant_name(prepared.quant.runtime, "int8")] = (prepared.quant.runtime, exports / prepared.quant.file)
-    return {name: benchmark_runner(loaders[runtime](path), probe) for name, (runtime, path) in models.items()}
+    results = {}
+    for name, (runtime, path) in models.items():
+        results[name] = benchmark_runner(loaders[runtime](path), probe)
+        progress(len(results), len(models))
+    return results
 
 
 # --------------------------------------------------------------------------- the bundle
 
 
 def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any], prep: Any,
-                  tested: tuple[dict[str, Any], str]) -> Path:
+                  tested: tuple[dict[str, Any], str], dataset: Any) -> Path:
     """The bundle folder; ``tested`` is the test metrics and where they come from."""
     from mlestar.deploy.bundle import write_bundle
 
@@ -203,11 +217,35 @@ def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any]
     metadata = {"run_id": ctx.run_id, "model_name": arch["name"], "version": f"{ctx.run_id}",
                 "metrics": test_metrics, "architecture": arch, "serving": serving,
                 "quantization": quant.to_dict() if quant else {"method": "none"}}
+    example, png = _example(prepared, payload["class_names"], prep, metadata, dataset)
     return write_bundle(ctx.out_dir / "bundle", model_files=prepared.files, class_names=payload["class_names"],
                         preprocessing=prep, metadata=metadata,
-                        model_card=_model_card(ctx, prepared, arch, prep, test_metrics, test_source),
+                        model_card=_model_card(ctx, prepared, arch, prep, test_metrics, test_source, example),
                         quantized_files=prepared.quantized_files,
-                        extra_files=_extras(ctx, prepared, arch["name"], serving))
+                        extra_files={**_extras(ctx, prepared, arch["name"], serving), EXAMPLE_FILE: png})
+
+
+def _example(prepared: Prepared, class_names: list[str], prep: Any, metadata: dict[str, Any],
+             dataset: Any) -> tuple[Any, bytes]:
+    """The model card's example: the first test image as PNG, and what the served model answers for it.
+
+    The answer comes from the bundle's own predict path on the model file the bundle serves by
+    default, from the PNG's bytes decoded again, as ``POST /predict`` would receive them.
+    """
+    import io
+
+    from PIL import Image
+
+    from mlestar.deploy.bundle import CardExample, example_response, preview_bundle
+
+    pixels = dataset.test.images[0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels).save(buffer, format="PNG")
+    served = prepared.quantized_files.get(prepared.runtime) if prepared.precision == "int8" else None
+    bundle = preview_bundle(served or prepared.files[prepared.runtime], prepared.runtime, class_names, prep, metadata)
+    response = example_response(bundle, Image.open(io.BytesIO(buffer.getvalue())), metadata["serving"]["top_k"])
+    true_label = class_names[int(dataset.test.labels[0])]
+    return CardExample(EXAMPLE_FILE, true_label, response), buffer.getvalue()
 
 
 def _extras(ctx: StageContext, prepared: Prepared, model_name: str, serving: dict[str, Any]) -> dict[str, Any]:
@@ -251,7 +289,7 @@ def alert_thresholds(config: MlestarConfig) -> AlertThresholds:
 
 
 def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], prep: Any,
-                test_metrics: dict[str, Any], test_source: str) -> str:
+                test_metrics: dict[str, Any], test_source: str, example: Any) -> str:
     from mlestar.deploy.benchmark import best_throughput
     from mlestar.deploy.bundle import render_model_card
 
@@ -270,7 +308,7 @@ def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], pre
                 f"trained on {arch['image_size']}px images with {arch['in_channels']} channel(s); "
                 "other inputs are resized and converted",
                 "drift from the training data is scored on /metrics and /health (alerts.yml); "
-                "not evaluated under distribution shift"])
+                "not evaluated under distribution shift"], example=example)
 
 
 def _quant_line(prepared: Prepared) -> str:

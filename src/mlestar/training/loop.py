@@ -60,8 +60,11 @@ def split_to_tensors(split: ImageSplit, prep: Preprocessing, device: torch.devic
 
 @torch.no_grad()
 def evaluate_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, precision: str = "fp32",
-                    channels_last: bool = False) -> torch.Tensor:
-    """Logits for every row of ``x`` in eval mode, fp32 on the CPU."""
+                    channels_last: bool = False, on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Logits for every row of ``x`` in eval mode, fp32 on the CPU.
+
+    ``on_batch(rows)`` is called after each batch with the rows it held (for a progress bar).
+    """
     model.eval()
     dtype = autocast_dtype(precision)
     outs = []
@@ -70,6 +73,8 @@ def evaluate_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024, p
         xb = xb.contiguous(memory_format=torch.channels_last) if channels_last else xb
         with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
             outs.append(model(xb).float().cpu())
+        if on_batch is not None:
+            on_batch(len(xb))
     return torch.cat(outs)
 
 

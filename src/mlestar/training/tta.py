@@ -7,6 +7,8 @@ pair shifted by one pixel up-left and down-right (reflect padding).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,14 +25,20 @@ def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[..., pad - dy:pad - dy + h, pad - dx:pad - dx + w]
 
 
+EXTRA_VIEWS = {"none": 0, "flip": 1, "flip_translate": 5}
+"""Passes over ``x`` each kind adds to the plain one (the mirror; then two shifts, each with its mirror)."""
+
+
 def tta_logits(model: nn.Module, x: torch.Tensor, kind: str, *, precision: str = "fp32",
-               channels_last: bool = False, plain_logits: torch.Tensor | None = None) -> torch.Tensor:
+               channels_last: bool = False, plain_logits: torch.Tensor | None = None,
+               on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
     """Weighted mean of the logits over the views of ``kind`` (``none``, ``flip``, ``flip_translate``).
 
     ``plain_logits``, when the caller already has them, saves one pass over ``x``.
+    ``on_batch(rows)`` follows every pass batch by batch (see :func:`evaluate_logits`).
     """
     def logits(view: torch.Tensor) -> torch.Tensor:
-        return evaluate_logits(model, view, precision=precision, channels_last=channels_last)
+        return evaluate_logits(model, view, precision=precision, channels_last=channels_last, on_batch=on_batch)
 
     base = plain_logits if plain_logits is not None else logits(x)
     if kind == "none":

@@ -70,23 +70,25 @@ def is_on(component: Component, plan: TrainingPlan) -> bool:
 
 
 def run_ablation(job: TuneJob, data: TrialData, best_params: dict[str, Any], best_value: float, *,
-                 deadline: float | None = None, report: Callable[[str], None] = lambda line: None
-                 ) -> list[dict[str, Any]]:
+                 deadline: float | None = None, report: Callable[[str], None] = lambda line: None,
+                 progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict[str, Any]]:
     """Train the best configuration with each component off; rows ranked by impact (largest first).
 
     Components left when ``deadline`` (epoch seconds) passes are not trained.
+    ``progress(done, total)`` follows the ablations; it ends at ``done == total`` either way.
     """
     best_plan = apply_params(job.plan, best_params, data.class_counts)
+    todo = [component for component in COMPONENTS if is_on(component, best_plan)]
     rows = []
-    for component in COMPONENTS:
-        if not is_on(component, best_plan):
-            continue
+    for component in todo:
         if deadline is not None and time.time() >= deadline:
             report(f"  ablation: time budget spent before {component.name}")
             break
         rows.append(_ablate(component, best_plan, job, data, best_params, best_value))
         report(f"  ablation {rows[-1]['change']}: val {rows[-1]['val_accuracy']:.4f} "
                f"(impact {rows[-1]['impact']:+.4f})")
+        progress(len(rows), len(todo))
+    progress(len(todo), len(todo))
     rows.sort(key=lambda row: -row["impact"])
     return [{**row, "rank": rank} for rank, row in enumerate(rows, 1)]
 

@@ -76,8 +76,11 @@ def _std(values: list[float]) -> float:
 
 def compare(baseline_plan: TrainingPlan, refined_plan: TrainingPlan, stage4_val: float, data: TrialData,
             job: TuneJob, *, seeds: int, budget: float | None, max_seconds: float | None, work_dir: Path,
-            report: Callable[[str], None] = lambda line: None) -> Comparison:
+            report: Callable[[str], None] = lambda line: None,
+            progress: Callable[[int, int], None] = lambda done, total: None) -> Comparison:
     """Train both sides on up to ``seeds`` seeds, fewer when ``budget`` (seconds) would be exceeded.
+
+    ``progress(done, total)`` counts seeds compared; it ends at ``done == total`` either way.
 
     Seeds run in order (plan seed, +1, +2, ...); a further seed starts only
     when the time both sides took for the last one still fits the budget. At
@@ -101,6 +104,8 @@ def compare(baseline_plan: TrainingPlan, refined_plan: TrainingPlan, stage4_val:
         out.refined_model = run.model if index == 0 else out.refined_model
         last_cost = time.perf_counter() - started - spent
         report(f"  seed {seed}: baseline val {base:.4f}, refined val {run.val_accuracy:.4f}")
+        progress(index + 1, seeds)
+    progress(seeds, seeds)
     return out
 
 

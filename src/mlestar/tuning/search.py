@@ -68,7 +68,8 @@ def search(job: TuneJob, data: TrialData, settings: RefinementConfig, *, log_dir
     result = SearchResult(studies=[job.study])
     best = best_row(trial_rows(main.study, "main"))
     if settings.ablation and best is not None:
-        result.ablation = cached_ablation(main, data, best, deadline=end, report=report)
+        result.ablation = cached_ablation(main, data, best, deadline=end, report=report,
+                                          progress=lambda done, total: progress("ablations", done, total))
         result.focus = _focus(job, data, settings, best, result.ablation, focus_trials, log_dir, end, report,
                               progress)
     if focus_trials and result.focus is None:
@@ -91,13 +92,15 @@ def _deadlines(settings: RefinementConfig, started: float) -> tuple[float | None
 
 
 def cached_ablation(main: OpenStudy, data: TrialData, best: dict[str, Any], *, deadline: float | None,
-                    report: Report) -> list[dict[str, Any]]:
+                    report: Report, progress: Callable[[int, int], None] = lambda done, total: None
+                    ) -> list[dict[str, Any]]:
     """Ablation rows for the best trial, kept in the study so a resumed search does not train them again."""
     stored = main.study.user_attrs.get(ABLATION_ATTR) or {}
     if stored.get("best") == [best["study"], best["number"]] and stored.get("rows"):
         report(f"  ablation of trial {best['number']} reused from the study")
         return list(stored["rows"])
-    rows = run_ablation(main.job, data, best["params"], best["value"], deadline=deadline, report=report)
+    rows = run_ablation(main.job, data, best["params"], best["value"], deadline=deadline, report=report,
+                        progress=progress)
     main.study.set_user_attr(ABLATION_ATTR, {"best": [best["study"], best["number"]], "rows": rows})
     return rows
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import random
 
-import numpy as np
-
 
 def seed_everything(seed: int, *, torch: bool = True) -> None:
     """Seed Python's ``random``, NumPy's global RNG and, with ``torch``, PyTorch (CPU and CUDA).
@@ -15,6 +13,8 @@ def seed_everything(seed: int, *, torch: bool = True) -> None:
     only on the seed, not on what ran before it in the process (a resumed or
     cached run then behaves like a fresh one).
     """
+    import numpy as np  # here, not at the top: the runner imports this module on every command's path
+
     random.seed(seed)
     np.random.seed(seed)
     os.environ.setdefault("PYTHONHASHSEED", str(seed))

@@ -9,6 +9,7 @@ the stage that can fix it, a bounded number of times.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import shutil
@@ -38,13 +39,23 @@ from mlestar.workflow.stage import (
 )
 from mlestar.workflow.guard import confined
 from mlestar.workflow.liveness import LOCK_FILE, RunLock, is_alive, owner_record
-from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus
+from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus, recorded_summary
 
 CONFIG_FILE = "config.json"
 LINEAGE_FILE = "lineage.db"
 AUDIT_FILE = "audit.jsonl"
 ENVIRONMENT_FILE = "environment.json"
 STAGING_PREFIX = ".creating-"  # a run folder under construction; renamed to the run id when whole
+DECODING_LABEL = "decoding images"  # progress label of the first, uncached load of an image folder or archive
+
+log = logging.getLogger(__name__)  # DEBUG: each stage's fingerprint parts, cache decision and timing
+
+
+class Outcome(str):
+    """A report line that states how the run ended (passed, failed, interrupted).
+
+    Still a plain ``str`` to every ``report`` callback; a quiet CLI prints only these.
+    """
 
 
 @dataclass
@@ -159,7 +170,8 @@ class Runner:
         self._lock = RunLock(self.run_dir).acquire(owner_hint=hint)
         try:
             self.state = RunState.load(self.run_dir)  # again, under the lock
-            self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE))
+            self.config = build_config(read_json(self.run_dir / CONFIG_FILE), source=str(self.run_dir / CONFIG_FILE),
+                                       base_units=True)
             self.lineage = LineageDB(self.runs_dir / LINEAGE_FILE)
             self.audit = AuditTrail(self.run_dir / AUDIT_FILE)
         except BaseException as exc:
@@ -270,7 +282,7 @@ class Runner:
         self.audit.append("run_finished", status=status, metrics=self.state.data["metrics"])
         self.state.finish(status)
         self._sync_run()
-        self.report(f"run {self.run_id} {status}")
+        self.report(Outcome(f"run {self.run_id} {status}"))
         return self.state
 
     def _stopped(self, status: str, message: str) -> None:
@@ -289,7 +301,7 @@ class Runner:
         except (OSError, MlestarError) as exc:
             self.report(f"could not record the end of the run ({exc}); `mlestar status` will show it as "
                         "interrupted once this process has exited")
-        self.report(f"run {status}: {message}\n  resume with: {resume}")
+        self.report(Outcome(f"run {status}: {message}\n  resume with: {resume}"))
 
     def _sync_run(self) -> None:
         self.state.data["audit"] = {"count": self.audit.count, "head": self.audit.head}
@@ -302,8 +314,11 @@ class Runner:
     # one stage ---------------------------------------------------------------
     def _run_or_skip(self, name: str, *, forced: bool) -> None:
         stage = create_stage(name, self.config.domain)
+        started = time.perf_counter()
         fingerprint = self._fingerprint(stage)
         hit = None if forced or not self.options.use_cache else self._cache_hit(stage, fingerprint)
+        log.debug("[%s] cache key %s, looked up in %.3fs: %s", stage_folder(name), fingerprint[:16],
+                  time.perf_counter() - started, _decision(hit, forced, self.options.use_cache))
         if hit is not None:
             self._reuse(stage, fingerprint, hit)
         elif self._before_only(name):
@@ -311,6 +326,8 @@ class Runner:
                              hint="run the whole workflow once before using --only")
         else:
             self._execute(stage, fingerprint)
+        log.debug("[%s] %s in %.3fs", stage_folder(name), "reused" if hit else "executed",
+                  time.perf_counter() - started)
 
     def _before_only(self, name: str) -> bool:
         only = self.options.only_stage
@@ -327,6 +344,11 @@ class Runner:
             parts["adjustments"] = [a["remedy"] for a in self.state.data["adjustments"]]
         if stage.uses_data_fingerprint:
             parts["data"] = data_fingerprint(self.config.data)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("[%s] key parts: code %s, config %s, inputs %s%s", stage_folder(stage.name),
+                      parts["code"][:12], sha256_json(parts["config"])[:12],
+                      {ref: value[:12] for ref, value in parts["inputs"].items()} or "none",
+                      "".join(f", {k} {str(parts[k])[:40]}" for k in ("adjustments", "data") if k in parts))
         return sha256_json(parts)
 
     def _input_hash(self, stage: Stage, ref: str) -> str:
@@ -358,8 +380,12 @@ class Runner:
                                     artifacts=artifacts, consumed=hit.consumed, reason=reason,
                                     cached_from=hit.origin)
         self.state.data["metrics"].update(hit.record.metrics)
+        # the copy reused, else the run that executed it (a copy made before summaries were copied has none)
+        summary = (recorded_summary(self.runs_dir / hit.record.run_id, stage.name, fingerprint)
+                   or recorded_summary(self.runs_dir / hit.origin, stage.name, fingerprint))
         self.state.set_stage(stage.name, status=StageStatus.SKIPPED.value, cached_from=hit.origin, reason=reason,
-                             metrics=hit.record.metrics, fingerprint=fingerprint, duration=0.0, error=None)
+                             metrics=hit.record.metrics, fingerprint=fingerprint, duration=0.0, error=None,
+                             summary=summary)
         self.audit.append("stage_skipped", stage=stage.name, reason=reason, fingerprint=fingerprint)
         self._sync_run()
         self.report(f"[{stage_folder(stage.name)}] skipped: {reason}")
@@ -397,7 +423,9 @@ class Runner:
 
     def _load_dataset(self) -> Any:
         if self._dataset is None:
-            self._dataset = load_dataset(self.config.data, self.config.seed)
+            self._dataset = load_dataset(self.config.data, self.config.seed,
+                                         progress=lambda done, total: self.options.progress(DECODING_LABEL, done,
+                                                                                            total))
         return self._dataset
 
     def _load_without_test(self) -> Any:
@@ -495,8 +523,17 @@ class Runner:
         self.audit.append("run_failed", stage=outcome.stage, **failure)  # failure has no 'stage' key
         self.state.finish("failed", failure=failure)
         self._sync_run()
-        self.report(f"run failed: {failure['message']}")
+        self.report(Outcome(f"run failed: {failure['message']}"))
         return False
+
+
+def _decision(hit: CacheHit | None, forced: bool, use_cache: bool) -> str:
+    """Why a stage is reused or executed, in a few words, for the debug log."""
+    if hit is not None:
+        return f"hit, reusing the files of run {hit.origin}"
+    if forced:
+        return "execute (forced by --from/--only)"
+    return "execute (cache off)" if not use_cache else "miss, executing"
 
 
 def _archive(out_dir: Path, run_dir: Path, attempt: int) -> None:
@@ -567,4 +604,4 @@ def load_run_config(run_dir: Path) -> LoadedConfig:
     path = Path(run_dir) / CONFIG_FILE
     if not path.exists():
         raise MlestarError(f"{run_dir} has no {CONFIG_FILE}; is it a run folder?")
-    return LoadedConfig(config=build_config(read_json(path), source=str(path)), path=None)
+    return LoadedConfig(config=build_config(read_json(path), source=str(path), base_units=True), path=None)

@@ -112,3 +112,19 @@ def with_liveness(run_dir: Path, data: dict[str, Any]) -> dict[str, Any]:
                      if entry.get("status") == StageStatus.RUNNING.value else entry)
               for name, entry in (data.get("stages") or {}).items()}
     return {**data, "status": "interrupted", "stages": stages, "failure": {"message": message, "crashed": True}}
+
+
+def recorded_summary(run_dir: Path, stage: str, fingerprint: str) -> str | None:
+    """The summary ``run_dir``'s ``run.json`` holds for ``stage``, if recorded under ``fingerprint``.
+
+    A cache hit reuses files and metrics from the lineage database, which keeps
+    no summary; the run that made them does. The fingerprint check makes sure
+    the summary belongs to the execution reused, not to a later attempt
+    (after a loop-back) with different inputs. ``None`` when unknown.
+    """
+    try:
+        entry = read_json(Path(run_dir) / RUN_FILE)["stages"][stage]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    summary = entry.get("summary") if isinstance(entry, dict) else None
+    return summary if isinstance(summary, str) and entry.get("fingerprint") == fingerprint else None

@@ -233,6 +233,9 @@ class FakeContext(SimpleNamespace):
     def read_json(self, ref: str) -> Any:
         return json.loads((self.out_dir / ref.split("/")[1]).read_text())
 
+    def progress(self, label: str, done: int, total: int) -> None:
+        """Stage 1 reports its checks; this test does not look at them."""
+
 
 def test_the_stage_writes_everything_then_raises_on_a_leak(tmp_path: Path) -> None:
     from mlestar.stages.tables.s1_situation_analysis import TableSituationAnalysis

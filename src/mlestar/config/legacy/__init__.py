@@ -17,6 +17,10 @@ is dropped silently. Keys that are already mlestar's (``training.schedule``,
 a ``refinement`` section) pass through. The tabular sample project becomes a
 ``data.source: table`` config (:mod:`.tables`); one that is neither images nor
 tables (the NLP one) is refused rather than run on other data.
+
+Quantities keep the legacy reading: a bare ``inference_time: 50`` was 50 seconds, and still is,
+with a warning naming the key and the unit assumed (:mod:`.units`); mlestar's own configs must
+write the unit.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from mlestar.config.legacy.sample import (translate_deployment, translate_error_
 from mlestar.config.legacy.tables import finish_tables, is_tabular, translate_tabular_section
 from mlestar.config.legacy.template import translate_environment, translate_experiment, translate_tuning
 from mlestar.config.legacy.training import translate_model, translate_training
+from mlestar.config.legacy.units import read_legacy_units
 
 __all__ = ["LEGACY_MARKERS", "is_legacy", "translate_legacy"]
 
@@ -85,6 +90,7 @@ def translate_legacy(raw: dict[str, Any], *, source: str = "config") -> tuple[di
         else:
             tr.warn(str(key), _TOP_WHY.get(str(key), "not supported by mlestar; ignored"))
     finish_tables(tr) if tabular else finish_data(tr)
+    read_legacy_units(tr)
     return tr.out, tr.warnings
 
 
@@ -94,7 +100,8 @@ _NATIVE = ("seed", "deterministic", "task", "constraints", "gates", "remedies", 
 def _native(tr: Translation, key: str, value: Any) -> None:
     """A section already in mlestar's form: each field passes through (gates are added to translated ones)."""
     if key == "gates" and isinstance(value, list):
-        tr.out.setdefault("gates", []).extend(value)
+        for index, gate in enumerate(value):
+            tr.add_gate(gate, f"gates[{index}]")
     elif isinstance(value, dict) and key not in ("seed", "deterministic", "remedies"):
         for field, item in value.items():
             tr.put(f"{key}.{field}", item, f"{key}.{field}")

@@ -13,16 +13,16 @@ import re
 from typing import Any, Callable
 
 from mlestar.config.catalog import METRICS
-from mlestar.config.units import UNIT_PARSERS, parse_duration, parse_latency, parse_size
+from mlestar.config.units import UNIT_PARSERS, legacy_reading
 
 Handler = Callable[["Translation", Any, str], None]
 
-# How values of these targets are compared: "<4 hours" and "4 hours" set the same limit.
-_CONSTRAINT_PARSERS: dict[str, Callable[[object], float]] = {
-    "constraints.max_training_time": parse_duration,
-    "constraints.max_inference_latency": parse_latency,
-    "constraints.max_model_size": parse_size,
-    "constraints.max_peak_memory": parse_size,
+# The catalog units values of these targets are compared in: "<4 hours" and "4 hours" set the same limit.
+_CONSTRAINT_UNITS: dict[str, str] = {
+    "constraints.max_training_time": "seconds",
+    "constraints.max_inference_latency": "seconds",
+    "constraints.max_model_size": "bytes",
+    "constraints.max_peak_memory": "bytes",
 }
 
 
@@ -35,6 +35,7 @@ class Translation:
         origin: dotted mlestar field -> the legacy key path that set it.
         source: the file, for error messages.
         pending: ``name -> (value, path)`` decided after all sections (an unknown data set name).
+        gate_paths: the legacy key path of each entry of ``out["gates"]``, in order.
     """
 
     def __init__(self, source: str = "config") -> None:
@@ -43,6 +44,7 @@ class Translation:
         self.origin: dict[str, str] = {}
         self.source = source
         self.pending: dict[str, tuple[Any, str]] = {}  # values resolved once every section is read
+        self.gate_paths: list[str] = []
 
     def warn(self, path: str, why: str) -> None:
         """Record that the legacy key at ``path`` was left out (or only partly honoured), and why."""
@@ -87,6 +89,11 @@ class Translation:
                 return ".".join(parts[:i])
         return next((field for field in self.origin if field.startswith(f"{target}.")), None)
 
+    def add_gate(self, gate: Any, path: str) -> None:
+        """Append ``gate`` to the translated gates, remembering the legacy key ``path`` it came from."""
+        self.out.setdefault("gates", []).append(gate)
+        self.gate_paths.append(path)
+
     def default(self, target: str, value: Any, path: str) -> None:
         """Set ``target`` only when no key has: a side effect, such as a gate's matching constraint."""
         if target not in self.origin:
@@ -111,17 +118,21 @@ class Translation:
 
 
 def same_value(target: str, a: Any, b: Any) -> bool:
-    """Whether two legacy values mean the same setting of ``target`` (``0.85`` and ``"85%"`` for accuracy)."""
+    """Whether two legacy values mean the same setting of ``target`` (``0.85`` and ``"85%"`` for accuracy).
+
+    Values are compared in their legacy reading (``50`` seconds is ``"50s"``), as they will be read.
+    """
     if a == b:
         return True
-    parser = _CONSTRAINT_PARSERS.get(target)
-    if parser is None and target.startswith("task.targets."):
+    unit = _CONSTRAINT_UNITS.get(target)
+    if unit is None and target.startswith("task.targets."):
         metric = METRICS.get(target.removeprefix("task.targets."))
-        parser = UNIT_PARSERS[metric.unit] if metric else None
-    if parser is None:
+        unit = metric.unit if metric else None
+    if unit is None:
         return False
+    parse = UNIT_PARSERS[unit]
     try:
-        return math.isclose(parser(a), parser(b), rel_tol=1e-9)
+        return math.isclose(parse(legacy_reading(a, unit) or a), parse(legacy_reading(b, unit) or b), rel_tol=1e-9)
     except (ValueError, TypeError):
         return False
 

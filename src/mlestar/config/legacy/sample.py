@@ -134,7 +134,7 @@ def _one_gate(tr: Translation, path: str, stage: str, key: str, threshold: Any) 
         tr.warn(path, f"a gate takes one threshold, not {threshold!r}; ignored")
         return
     metric, op, constraint = mapping
-    tr.out.setdefault("gates", []).append({"name": key, "metric": metric, "op": op, "threshold": threshold})
+    tr.add_gate({"name": key, "metric": metric, "op": op, "threshold": threshold}, path)
     if constraint:
         tr.default(f"constraints.{constraint}", threshold, path)
     if stage not in ("implementation", "evaluation", "deployment", "situation_analysis"):

@@ -168,8 +168,8 @@ def _gates(tr: Translation, value: Any, path: str) -> None:
             if mapping is None or isinstance(threshold, (bool, dict, list)):
                 tr.warn(f"{path}.{stage}.{key}", "no such gate for tables; ignored")
                 continue
-            tr.out.setdefault("gates", []).append({"name": str(key), "metric": mapping[0], "op": mapping[1],
-                                                   "threshold": threshold})
+            tr.add_gate({"name": str(key), "metric": mapping[0], "op": mapping[1], "threshold": threshold},
+                        f"{path}.{stage}.{key}")
 
 
 def _evaluation(tr: Translation, value: Any, path: str) -> None:

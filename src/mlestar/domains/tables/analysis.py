@@ -20,6 +20,7 @@ are for the caller to stop on, after the files are written.
 
 from __future__ import annotations
 
+import functools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import numpy as np
 from mlestar.domains.tables import probes
 from mlestar.domains.tables.dataset import SPLITS, TableDataset, dataset_record
 from mlestar.domains.tables.findings import MAX_ITEMS, findings, recommend, stage_metrics
+from mlestar.domains.tables.progress import Progress, StepCounter, silent
 
 SAMPLE_ROWS = 50_000  # value shares, IQR bounds and plots are read off a sample this size
 NEAR_CONSTANT_SHARE = 0.99  # one value in at least this share of rows: the column says almost nothing
@@ -47,6 +49,10 @@ OUTPUTS = ("analysis.json", "dataset.json", "recommendations.json", "report.md",
            "column_distributions.png", "target_distribution.png", "target_correlation.png",
            "adversarial_importance.png")
 _PROBE_KINDS = ("numeric", "boolean", "datetime", "categorical")
+STEPS_LABEL = "situation analysis: profile, duplicates, target, correlation, drift, leakage, plots, report"
+STEPS = 8
+DRIFT_LABEL = "situation analysis: drift check folds"
+LEAKAGE_LABEL = "situation analysis: leakage probes (columns)"
 
 
 @dataclass(frozen=True)
@@ -252,22 +258,31 @@ def leakage(dataset: TableDataset, scores: dict[str, dict[str, Any]]) -> dict[st
                                                                    "id_spearman": ID_SPEARMAN}}
 
 
-def run_probes(dataset: TableDataset, rows: Any, seed: int, n_jobs: int,
-               seconds: dict[str, float]) -> dict[str, Any]:
-    """Mutual information, adversarial validation and single-column scores, each on its own seeded sample."""
+def run_probes(dataset: TableDataset, rows: Any, seed: int, n_jobs: int, seconds: dict[str, float], *,
+               progress: Progress = silent, steps: StepCounter | None = None) -> dict[str, Any]:
+    """Mutual information, adversarial validation and single-column scores, each on its own seeded sample.
+
+    ``steps`` advances once per probe; ``progress`` gets the drift check's folds
+    (:data:`DRIFT_LABEL`) and the leakage probe's columns (:data:`LEAKAGE_LABEL`).
+    """
+    advance = steps.advance if steps else (lambda: None)
     y_all = rows[dataset.target].to_numpy()
     with timed(seconds, "correlation"):
         mi_rows = probes.sample_rows(rows, probes.MI_SAMPLE_ROWS, seed)
         mi = probes.target_correlation(mi_rows, mi_rows[dataset.target].to_numpy(),
                                        probe_kinds(dataset, dataset.features), dataset.is_classification, seed)
+    advance()
     with timed(seconds, "adversarial"):
         adversarial = probes.adversarial_validation(rows, dataset.test, probe_kinds(dataset, dataset.features),
-                                                    seed=seed, n_jobs=n_jobs)
+                                                    seed=seed, n_jobs=n_jobs,
+                                                    on_fold=functools.partial(progress, DRIFT_LABEL))
+    advance()
     with timed(seconds, "leakage"):
         leak_rows = probes.sample_rows(rows, probes.LEAK_SAMPLE_ROWS, seed + 2)
         kinds = {n: i.kind for n, i in dataset.columns.items()}
         scores = probes.single_column_scores(leak_rows, leak_rows[dataset.target].to_numpy(), kinds, dataset.task,
-                                             seed=seed)
+                                             seed=seed, on_column=functools.partial(progress, LEAKAGE_LABEL))
+    advance()
     return {"correlation": {"method": "mutual_information", "unit": "nats", "rows": len(mi_rows),
                             "sampled": len(mi_rows) < len(y_all), "scores": mi},
             "adversarial": {**adversarial, "top_columns": drift_columns(adversarial)},
@@ -301,29 +316,36 @@ def missing_fraction(columns: dict[str, dict[str, Any]], features: tuple[str, ..
 
 
 def analyze_table(dataset: TableDataset, out_dir: Path, *, seed: int = 0, n_jobs: int = 1,
-                  sample_size: int = SAMPLE_ROWS) -> TableAnalysis:
+                  sample_size: int = SAMPLE_ROWS, progress: Progress = silent) -> TableAnalysis:
     """Run every stage-1 check on ``dataset`` and write :data:`OUTPUTS` into ``out_dir``.
 
     ``seed`` fixes every sample and model; ``n_jobs`` is LightGBM's thread count for
     adversarial validation. Nothing is raised for blocking findings: the caller decides
-    (the stage raises after the files are written).
+    (the stage raises after the files are written). ``progress`` follows the checks
+    (:data:`STEPS_LABEL`, from 0 to :data:`STEPS`) and, inside them, the drift folds and
+    leakage columns (see :func:`run_probes`).
     """
     seconds: dict[str, float] = {}
+    steps = StepCounter(progress, STEPS_LABEL, STEPS)
     with timed(seconds, "prepare"):
         rows = training_rows(dataset)
         sample = probes.sample_rows(rows, sample_size, seed)
     with timed(seconds, "columns"):
         columns = profile_columns(dataset, rows, sample)
+    steps.advance()
     with timed(seconds, "duplicates"):
         duplicates = find_duplicates(dataset, rows)
+    steps.advance()
     with timed(seconds, "target"):
         target = target_summary(dataset)
+    steps.advance()
     analysis: dict[str, Any] = {
         "name": dataset.name, "task": dataset.task, "target_column": dataset.target, "rows": len(rows),
         "splits": {s: len(dataset.split(s)) for s in SPLITS}, "num_features": len(dataset.features),
         "missing_fraction": missing_fraction(columns, dataset.features, len(rows)),
         "columns": columns, "duplicates": duplicates, "target": target,
-        **run_probes(dataset, rows, seed, n_jobs, seconds), "notes": list(dataset.notes), "seconds": seconds}
+        **run_probes(dataset, rows, seed, n_jobs, seconds, progress=progress, steps=steps),
+        "notes": list(dataset.notes), "seconds": seconds}
     analysis["samples"] = _samples(analysis, len(sample))
     analysis["findings"] = findings(analysis)
     recs = recommend(analysis)
@@ -331,7 +353,9 @@ def analyze_table(dataset: TableDataset, out_dir: Path, *, seed: int = 0, n_jobs
         record = dataset_record(dataset)
     with timed(seconds, "plots"):
         write_plots(dataset, analysis, sample, out_dir)
+    steps.advance()
     write_outputs(out_dir, analysis, recs, record)
+    steps.finish()
     return TableAnalysis(analysis=analysis, recommendations=recs, record=record,
                          metrics=stage_metrics(analysis, dataset.is_classification, len(dataset.features)))
 

@@ -29,6 +29,7 @@ import numpy as np
 from mlestar.config.catalog import METRICS
 from mlestar.domains.tables.dataset import TableDataset
 from mlestar.domains.tables.model import TableModel, decide
+from mlestar.domains.tables.progress import Progress, StepCounter, silent
 from mlestar.domains.tables.scoring import score_all, to_json
 from mlestar.utils.io import atomic_write_json
 
@@ -42,6 +43,8 @@ LATENCY_REPEATS = (50, 200)  # at least, at most single-row predictions timed
 LATENCY_BUDGET_S = 0.25  # stop adding repetitions past this (after the minimum)
 THROUGHPUT_ROWS = 10_000
 MISSING_LABEL = "(missing)"
+STEPS_LABEL = "evaluation: test scores, SHAP, importance, plots, latency and throughput"
+STEPS = 5
 MODEL_FILE = "model.joblib"
 FILES = ("evaluation.json", "error_by_category.json", "shap_importance.json", MODEL_FILE, "curves.png",
          "errors.png", "error_by_category.png", "shap_summary.png", "shap_dependence.png")
@@ -311,17 +314,19 @@ def efficiency(model: TableModel, frame: Any, model_path: Path) -> dict[str, Any
 
 
 def evaluate_table_model(model: TableModel, dataset: TableDataset, out_dir: Path, *,
-                         seed: int = 0) -> dict[str, Any]:
+                         seed: int = 0, progress: Progress = silent) -> dict[str, Any]:
     """Evaluate ``model`` on ``dataset``'s test split; write :data:`FILES` under ``out_dir``.
 
     The binary threshold is chosen on validation and stored on the saved model. Returns the record
     written to ``evaluation.json``; its ``metrics`` has exactly :data:`EVALUATION_METRICS` as keys
     (``None`` for those the task lacks, and for scores undefined on this test split).
+    ``progress`` follows the steps as ``(STEPS_LABEL, done, STEPS)``.
     """
     from mlestar.domains.tables import evalplots
     from mlestar.domains.tables.fit import permutation_importance
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    steps = StepCounter(progress, STEPS_LABEL, STEPS)
     test = dataset.test
     y_test = test[dataset.target].to_numpy()
     scores = model.scores(test)
@@ -333,22 +338,27 @@ def evaluate_table_model(model: TableModel, dataset: TableDataset, out_dir: Path
     model.save(out_dir / MODEL_FILE)
     record["scores"] = to_json(score_all(model.task, y_test, scores, model.threshold))
     record.update(_task_details(model, y_test, scores))
+    steps.advance()
     explanation = explain(model, test, seed=seed) if len(test) else None
+    steps.advance()
     # Permutation importance costs a prediction per column and repeat: computed only when it decides
     # something (which categorical columns to break down) or stands in for SHAP.
     needed = explanation is None or len(categorical_inputs(model)) > TOP_CATEGORICAL
     record["permutation_importance"] = permutation_importance(
         model, dataset.val, seed=seed, max_rows=IMPORTANCE_ROWS, repeats=2) if needed else None
+    steps.advance()
     record["error_by_category"] = _category_errors(model, test, y_test, scores, record)
     record["shap"] = _explanations(model, explanation, record, out_dir)
     evalplots.write_task_plots(out_dir, model.task, model.class_names, y_test, scores, record)
     evalplots.plot_error_by_category(record["error_by_category"], model.task, out_dir / "error_by_category.png")
+    steps.advance()
     record["efficiency"] = efficiency(model, test, out_dir / MODEL_FILE)
     record["metrics"] = metrics_of(record)
     atomic_write_json(out_dir / "error_by_category.json", record["error_by_category"])
     atomic_write_json(out_dir / "shap_importance.json", {k: record["shap"][k] for k in
                                                          ("explainer", "rows", "mean_abs", "note")})
     atomic_write_json(out_dir / "evaluation.json", clean(record))
+    steps.finish()
     return clean(record)
 
 

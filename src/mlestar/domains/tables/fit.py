@@ -9,11 +9,12 @@ checkpointed one file each, so a resumed stage skips the folds it finished.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -21,8 +22,12 @@ from mlestar.domains.tables.dataset import TableDataset
 from mlestar.domains.tables.learners import FitReport, create_learner, fit_learner
 from mlestar.domains.tables.model import TableModel, forward_target
 from mlestar.domains.tables.plan import TablePlan, build_preprocessor
+from mlestar.domains.tables.progress import Count, Progress, silent
 from mlestar.domains.tables.scoring import primary_score_name, score_all
 from mlestar.utils.io import atomic_write_json
+
+
+FOLDS_LABEL = "cross-validation folds"
 
 
 @dataclass
@@ -36,8 +41,12 @@ class FitOutcome:
 
 
 def fit_plan(plan: TablePlan, train: Any, val: Any, class_names: tuple[str, ...], *, n_jobs: int = 1,
-             seed: int | None = None, callbacks: list[Any] | None = None) -> FitOutcome:
-    """Fit ``plan`` on the ``train`` frame, stopping early on ``val``; score it on ``val``."""
+             seed: int | None = None, callbacks: list[Any] | None = None,
+             on_round: Count | None = None) -> FitOutcome:
+    """Fit ``plan`` on the ``train`` frame, stopping early on ``val``; score it on ``val``.
+
+    ``on_round(done, total)`` follows the boosting rounds (see :func:`fit_learner`).
+    """
     started = time.perf_counter()
     model = TableModel(pipeline=None, plan=plan, class_names=class_names)
     x_train, x_val = model.prepare(train), model.prepare(val)
@@ -48,7 +57,7 @@ def fit_plan(plan: TablePlan, train: Any, val: Any, class_names: tuple[str, ...]
                                else seed, n_jobs=n_jobs)
     report = fit_learner(plan.learner, estimator, preprocess.transform(x_train), y_train,
                          preprocess.transform(x_val), y_val, early_stopping_rounds=plan.early_stopping_rounds,
-                         sample_weight=_weights(plan, y_train), callbacks=callbacks)
+                         sample_weight=_weights(plan, y_train), callbacks=callbacks, on_round=on_round)
     model.pipeline = _assemble(preprocess, estimator)
     seconds = time.perf_counter() - started
     return FitOutcome(model, report, seconds, score_all(plan.task, val[plan.target].to_numpy(), model.scores(val)))
@@ -77,8 +86,11 @@ def _assemble(preprocess: Any, estimator: Any) -> Any:
 
 
 def cross_validate(plan: TablePlan, dataset: TableDataset, folder: Path, *, n_jobs: int = 1,
-                   primary: str | None = None, on_fold: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                   primary: str | None = None, progress: Progress = silent) -> dict[str, Any]:
     """k-fold scores and out-of-fold predictions on the training split (``plan.cv_folds`` folds).
+
+    ``progress`` gets ``("cross-validation folds", done, k)`` from 0 to k, and each fold's fit
+    its boosting rounds as ``("boosting rounds: fold i/k", done, total)``.
 
     Each fold's result is written to ``folder/fold_<i>.json`` as it finishes; folds already there
     (a resumed run) are read instead of refitted. Folds follow the split's rules: by time when the
@@ -92,23 +104,25 @@ def cross_validate(plan: TablePlan, dataset: TableDataset, folder: Path, *, n_jo
     train = dataset.train
     scores, oof = [], np.full((len(train),) + (() if plan.task == "regression" else (len(dataset.class_names),)),
                               np.nan)
-    for i, (fit_idx, held_idx) in enumerate(fold_indices(dataset, plan.cv_folds, plan.seed)):
-        record = _fold(plan, dataset, folder / f"fold_{i}.json", fit_idx, held_idx, n_jobs)
+    k = plan.cv_folds
+    progress(FOLDS_LABEL, 0, k)
+    for i, (fit_idx, held_idx) in enumerate(fold_indices(dataset, k, plan.seed)):
+        rounds = functools.partial(progress, f"boosting rounds: fold {i + 1}/{k}")
+        record = _fold(plan, dataset, folder / f"fold_{i}.json", fit_idx, held_idx, n_jobs, rounds)
         oof[held_idx] = np.asarray(record["predictions"])
         scores.append(record["scores"][name])
-        if on_fold:
-            on_fold(i + 1, plan.cv_folds)
+        progress(FOLDS_LABEL, i + 1, k)
     return {"score": name, "folds": scores, "mean": float(np.mean(scores)), "std": float(np.std(scores)),
             "oof": oof.tolist()}
 
 
 def _fold(plan: TablePlan, dataset: TableDataset, path: Path, fit_idx: np.ndarray, held_idx: np.ndarray,
-          n_jobs: int) -> dict[str, Any]:
+          n_jobs: int, on_round: Count | None = None) -> dict[str, Any]:
     if path.exists():
         return json.loads(path.read_text(encoding="utf-8"))
     train = dataset.train
     held = train.iloc[held_idx]
-    outcome = fit_plan(plan, train.iloc[fit_idx], held, dataset.class_names, n_jobs=n_jobs)
+    outcome = fit_plan(plan, train.iloc[fit_idx], held, dataset.class_names, n_jobs=n_jobs, on_round=on_round)
     record = {"scores": outcome.val_scores, "rows": len(held_idx),
               "best_iteration": outcome.report.best_iteration,
               "predictions": outcome.model.scores(held).tolist()}

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mlestar.domains.tables.progress import Count, RoundTicker, lightgbm_callback, xgboost_callback
 from mlestar.errors import ConfigError
 
 MakeFn = Callable[[str, dict[str, Any], int, int], Any]  # (task, params, seed, n_jobs) -> estimator
@@ -181,10 +182,14 @@ class FitReport:
 
 def fit_learner(name: str, estimator: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
                 y_val: np.ndarray, *, early_stopping_rounds: int = 50,
-                sample_weight: np.ndarray | None = None, callbacks: list[Any] | None = None) -> FitReport:
+                sample_weight: np.ndarray | None = None, callbacks: list[Any] | None = None,
+                on_round: Count | None = None) -> FitReport:
     """Fit ``estimator`` on transformed inputs, stopping early on validation where the learner can.
 
     ``callbacks``: extra LightGBM callbacks (stage 6's Optuna pruning); other learners take none.
+    ``on_round(done, total)``: boosting rounds of LightGBM and XGBoost, at most a few reports a
+    second, out of the planned rounds; it ends at ``done == total`` however the fit ends (early
+    stopping, an error). Other learners have no per-round hook and report nothing.
     """
     fitters = {"lightgbm": _fit_lightgbm, "xgboost": _fit_xgboost, "catboost": _fit_catboost}
     fit = fitters.get(name)
@@ -192,10 +197,21 @@ def fit_learner(name: str, estimator: Any, x_train: np.ndarray, y_train: np.ndar
         estimator.fit(x_train, y_train, sample_weight=sample_weight)
         rounds = getattr(estimator, "n_iter_", None)  # an array for LogisticRegression (one per class)
         return FitReport(None if rounds is None else int(np.max(rounds)), {})
-    if name == "lightgbm":
-        return _fit_lightgbm(estimator, x_train, y_train, x_val, y_val, early_stopping_rounds, sample_weight,
-                             callbacks)
-    return fit(estimator, x_train, y_train, x_val, y_val, early_stopping_rounds, sample_weight)
+    ticker = RoundTicker(on_round, estimator.get_params()["n_estimators"]) \
+        if on_round is not None and name in ("lightgbm", "xgboost") else None
+    try:
+        if name == "lightgbm":
+            extra = [*(callbacks or []), *([lightgbm_callback(ticker)] if ticker else [])]
+            return _fit_lightgbm(estimator, x_train, y_train, x_val, y_val, early_stopping_rounds, sample_weight,
+                                 extra)
+        if name == "xgboost" and ticker:
+            estimator.set_params(callbacks=[xgboost_callback(ticker)])
+        return fit(estimator, x_train, y_train, x_val, y_val, early_stopping_rounds, sample_weight)
+    finally:
+        if ticker:
+            ticker.finish()
+            if name == "xgboost":
+                estimator.set_params(callbacks=None)  # the callback holds the ticker; a saved model must not
 
 
 def _fit_lightgbm(est: Any, xt: Any, yt: Any, xv: Any, yv: Any, rounds: int, weight: Any,

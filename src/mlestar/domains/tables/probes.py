@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from mlestar.domains.tables.progress import Count
+
 MI_SAMPLE_ROWS = 5_000  # kNN mutual information costs ~0.2 s per 1000 rows for 40 columns
 ADVERSARIAL_ROWS_PER_SIDE = 10_000  # training and test rows each, at most: AUC to about +-0.01
 ADVERSARIAL_TREES = 50  # enough to find a shifted column; a forest of this size fits 50k rows in ~1 s
@@ -100,14 +102,15 @@ def _mi_column(series: Any, kind: str) -> tuple[np.ndarray, bool]:
 # --- adversarial validation ----------------------------------------------------
 
 def adversarial_validation(train: Any, test: Any, kinds: dict[str, str], *, seed: int, n_jobs: int = 1,
-                           rows_per_side: int = ADVERSARIAL_ROWS_PER_SIDE,
-                           trees: int = ADVERSARIAL_TREES) -> dict[str, Any]:
+                           rows_per_side: int = ADVERSARIAL_ROWS_PER_SIDE, trees: int = ADVERSARIAL_TREES,
+                           on_fold: Count | None = None) -> dict[str, Any]:
     """Cross-validated ROC AUC of LightGBM telling ``test`` rows (1) from ``train`` rows (0).
 
     Uses the columns of ``kinds`` (the features), at most ``rows_per_side`` rows of
     each side (seeded samples). Returns ``{"auc", "importance" (column -> share of
     total gain, highest first), "rows": {"train", "test"}, "sampled"}``; ``auc`` is
     None when either side has fewer than ``CV_FOLDS * 2`` rows or there are no columns.
+    ``on_fold(done, CV_FOLDS)`` follows the folds, from 0 (not called when the check is skipped).
     """
     import pandas as pd
 
@@ -119,7 +122,7 @@ def adversarial_validation(train: Any, test: Any, kinds: dict[str, str], *, seed
     both = pd.concat([left[list(kinds)], right[list(kinds)]], ignore_index=True)
     features = lgbm_frame(both, kinds)
     is_test = np.r_[np.zeros(len(left), dtype=np.int64), np.ones(len(right), dtype=np.int64)]
-    scores, gain = _adversarial_folds(features, is_test, seed, n_jobs, trees)
+    scores, gain = _adversarial_folds(features, is_test, seed, n_jobs, trees, on_fold)
     from sklearn.metrics import roc_auc_score
 
     total = float(gain.sum()) or 1.0
@@ -142,42 +145,50 @@ def lgbm_frame(frame: Any, kinds: dict[str, str]) -> Any:
     return pd.DataFrame(out)
 
 
-def _adversarial_folds(features: Any, is_test: np.ndarray, seed: int, n_jobs: int,
-                       trees: int) -> tuple[np.ndarray, np.ndarray]:
+def _adversarial_folds(features: Any, is_test: np.ndarray, seed: int, n_jobs: int, trees: int,
+                       on_fold: Count | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold test-probabilities and summed gain importance over :data:`CV_FOLDS` stratified folds."""
     import lightgbm as lgb
     from sklearn.model_selection import StratifiedKFold
 
     scores = np.zeros(len(is_test))
     gain = np.zeros(features.shape[1])
-    for fit_rows, held_rows in StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed).split(features, is_test):
+    report = on_fold or (lambda done, total: None)
+    report(0, CV_FOLDS)
+    folds = StratifiedKFold(CV_FOLDS, shuffle=True, random_state=seed).split(features, is_test)
+    for done, (fit_rows, held_rows) in enumerate(folds, 1):
         model = lgb.LGBMClassifier(n_estimators=trees, learning_rate=0.1, num_leaves=31, n_jobs=n_jobs,
                                    random_state=seed, importance_type="gain", verbose=-1)
         model.fit(features.iloc[fit_rows], is_test[fit_rows])
         scores[held_rows] = model.predict_proba(features.iloc[held_rows])[:, 1]
         gain += model.feature_importances_
+        report(done, CV_FOLDS)
     return scores, gain
 
 
 # --- single-column scores (leakage) --------------------------------------------
 
 def single_column_scores(frame: Any, target: np.ndarray, kinds: dict[str, str], task: str, *,
-                         seed: int) -> dict[str, dict[str, Any]]:
+                         seed: int, on_column: Count | None = None) -> dict[str, dict[str, Any]]:
     """Out-of-fold score of each column of ``kinds`` predicting ``target`` alone.
 
     ``frame`` should already be a sample (see :data:`LEAK_SAMPLE_ROWS`). Returns
     column -> ``{"score", "metric" ("roc_auc" | "r2"), "model" ("tree" | "lookup"),
     "spearman" (numeric ids, binary and regression tasks; else None)}``. Free-text
-    columns are skipped (no single value predicts anything).
+    columns are skipped (no single value predicts anything). ``on_column(done, len(kinds))``
+    follows the columns, from 0 (not called when the sample is too small to score).
     """
     folds = _folds(target, task, seed)
     if folds is None:
         return {}
+    report = on_column or (lambda done, total: None)
+    report(0, len(kinds))
     out = {}
-    for name, kind in kinds.items():
+    for done, (name, kind) in enumerate(kinds.items(), 1):
         entry = _column_score(frame[name], kind, target, task, folds, seed)
         if entry is not None:
             out[name] = entry
+        report(done, len(kinds))
     return out
 
 

@@ -27,6 +27,7 @@ from mlestar.domains.tables.fit import fit_plan
 from mlestar.domains.tables.learners import create_learner, learner_spec
 from mlestar.domains.tables.model import TableModel, forward_target
 from mlestar.domains.tables.plan import TablePlan, build_preprocessor
+from mlestar.domains.tables.progress import Count
 from mlestar.domains.tables.scoring import LOWER_IS_BETTER, gain, score_all
 
 ENSEMBLE_SIZE = 3
@@ -97,6 +98,8 @@ def run_search(plan: TablePlan, dataset: TableDataset, *, score: str, n_trials: 
 
     ``warmup_rounds``: no trial is pruned before this round. Early rounds favour high learning
     rates, which lead early and lose late; stage 6 passes half the baseline's kept rounds.
+    ``on_trial(done, n_trials)`` starts at the trials a resumed study already holds, follows each
+    trial, and ends at ``n_trials`` even when ``timeout`` stops the search sooner.
     """
     import optuna
 
@@ -109,9 +112,12 @@ def run_search(plan: TablePlan, dataset: TableDataset, *, score: str, n_trials: 
         study.enqueue_trial(plan_point(plan))
     started = time.perf_counter()
     done = len([t for t in study.trials if t.state.is_finished()])
+    report = on_trial or (lambda finished, total: None)
+    report(min(done, n_trials), n_trials)
     objective = _objective(plan, dataset, score, n_jobs)
     study.optimize(objective, n_trials=max(0, n_trials - done), timeout=timeout,
-                   callbacks=[lambda s, t: on_trial and on_trial(len(s.trials), n_trials)])
+                   callbacks=[lambda s, t: report(min(len(s.trials), n_trials), n_trials)])
+    report(n_trials, n_trials)
     return _summarise(study, time.perf_counter() - started)
 
 
@@ -196,14 +202,20 @@ def distinct_best(search: SearchResult, score: str, k: int = ENSEMBLE_SIZE) -> l
     return out[:k]
 
 
-def seeded_scores(plan: TablePlan, dataset: TableDataset, score: str, seeds: list[int], n_jobs: int
-                  ) -> tuple[list[float], TableModel]:
-    """Validation ``score`` of ``plan`` fitted once per seed; returns the scores and the first seed's model."""
+def seeded_scores(plan: TablePlan, dataset: TableDataset, score: str, seeds: list[int], n_jobs: int,
+                  on_seed: Count | None = None) -> tuple[list[float], TableModel]:
+    """Validation ``score`` of ``plan`` fitted once per seed; returns the scores and the first seed's model.
+
+    ``on_seed(done, len(seeds))`` follows the fits, from 0.
+    """
+    report = on_seed or (lambda done, total: None)
+    report(0, len(seeds))
     values, first = [], None
     for seed in seeds:
         outcome = fit_plan(plan, dataset.train, dataset.val, dataset.class_names, n_jobs=n_jobs, seed=seed)
         values.append(outcome.val_scores[score])
         first = first or outcome.model
+        report(len(values), len(seeds))
     assert first is not None
     return values, first
 
@@ -284,16 +296,25 @@ def feature_groups(plan: TablePlan) -> dict[str, list[str]]:
 
 
 def ablations(plan: TablePlan, dataset: TableDataset, score: str, reference: float, *, n_jobs: int,
-              extra_groups: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
-    """Validation ``score`` with each group of columns dropped, and its change against ``reference``."""
+              extra_groups: dict[str, list[str]] | None = None,
+              on_group: Count | None = None) -> list[dict[str, Any]]:
+    """Validation ``score`` with each group of columns dropped, and its change against ``reference``.
+
+    ``on_group(done, groups)`` follows the groups, from 0 to the end (a group that would leave no
+    input is counted without a fit).
+    """
+    groups = {**feature_groups(plan), **(extra_groups or {})}
+    report = on_group or (lambda done, total: None)
+    report(0, len(groups))
     rows = []
-    for name, columns in {**feature_groups(plan), **(extra_groups or {})}.items():
+    for done, (name, columns) in enumerate(groups.items(), 1):
         reduced = plan.with_changes(columns=[s.model_copy(update={"action": "drop", "reason": f"ablation: {name}"})
                                              if s.column in columns else s for s in plan.columns])
-        if not reduced.inputs:
-            continue
-        value = fit_plan(reduced, dataset.train, dataset.val, dataset.class_names, n_jobs=n_jobs).val_scores[score]
-        rows.append({"group": name, "columns": columns, "score": value, "change": gain(score, value, reference)})
+        if reduced.inputs:
+            value = fit_plan(reduced, dataset.train, dataset.val, dataset.class_names,
+                             n_jobs=n_jobs).val_scores[score]
+            rows.append({"group": name, "columns": columns, "score": value, "change": gain(score, value, reference)})
+        report(done, len(groups))
     return sorted(rows, key=lambda r: r["change"])
 
 

@@ -35,7 +35,7 @@ class TableSituationAnalysis(Stage):
 
     def run(self, ctx: StageContext) -> StageResult:
         dataset: TableDataset = ctx.dataset()
-        result = analyze_table(dataset, ctx.out_dir, seed=ctx.config.seed)
+        result = analyze_table(dataset, ctx.out_dir, seed=ctx.config.seed, progress=ctx.progress)
         record_decisions(ctx, result.recommendations)
         if result.blocking:
             raise DataError("stage 1 found blocking data problems: "

@@ -17,6 +17,8 @@ from mlestar.stages.tables.common import DATASET_REF, checked_dataset, n_jobs
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
+PROBE_LABEL = "task definition: LightGBM fit-time probe"
+
 
 def task_metrics(config: MlestarConfig, task: str) -> dict[str, Any]:
     """The primary and secondary metrics for ``task``, checked against the catalog.
@@ -64,7 +66,9 @@ class TableTaskDefinition(Stage):
         dataset = checked_dataset(ctx)
         config = ctx.config
         metrics = task_metrics(config, dataset.task)
+        ctx.progress(PROBE_LABEL, 0, 1)
         probe = probe_fit_time(dataset, n_jobs=n_jobs(config), seed=config.seed)
+        ctx.progress(PROBE_LABEL, 1, 1)
         verdict = feasibility(config.constraints.max_training_time, probe["estimated_fit_seconds"],
                               config.tables.cv_folds)
         gates = [{"name": g.name, "metric": g.metric, "op": g.op, "threshold": g.threshold, "stage": g.stage,

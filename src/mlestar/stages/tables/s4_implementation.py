@@ -12,11 +12,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from mlestar.stages.common import Steps
 from mlestar.stages.tables.common import DATASET_REF, checked_dataset, n_jobs
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 PLAN_REF = "action_planning/plan.json"
+STEPS_LABEL = "implementation: cross-validation, final fit, importance, plots"
 
 
 def stage_metrics(task: str, val: dict[str, float], cv: dict[str, Any] | None, primary_value: float,
@@ -51,22 +53,27 @@ class TableImplementation(Stage):
 
         plan = TablePlan.model_validate(ctx.read_json(PLAN_REF))
         dataset = checked_dataset(ctx)
+        steps = Steps(ctx, STEPS_LABEL, 4)
         started = time.perf_counter()
         cv = None
         if plan.cv_folds >= 2:
             cv = cross_validate(plan, dataset, ctx.out_dir / "folds", n_jobs=n_jobs(ctx.config),
-                                primary=ctx.config.task.primary_metric,
-                                on_fold=lambda done, total: ctx.progress("cross-validation folds", done, total))
+                                primary=ctx.config.task.primary_metric, progress=ctx.progress)
             ctx.decide("cross_validation", f"{plan.cv_folds} folds",
                        f"out-of-fold {cv['score']} {cv['mean']:.4f} ± {cv['std']:.4f}")
-        outcome = fit_plan(plan, dataset.train, dataset.val, dataset.class_names, n_jobs=n_jobs(ctx.config))
+        steps.advance()
+        outcome = fit_plan(plan, dataset.train, dataset.val, dataset.class_names, n_jobs=n_jobs(ctx.config),
+                           on_round=lambda done, total: ctx.progress("boosting rounds: final fit", done, total))
         seconds = time.perf_counter() - started
         outcome.model.save(ctx.out_dir / "model.joblib")
+        steps.advance()
         importance = permutation_importance(outcome.model, dataset.val, seed=ctx.config.seed)
         atomic_write_json(ctx.out_dir / "feature_importance.json", importance)
+        steps.advance()
         plot_importance(importance, ctx.out_dir / "feature_importance.png")
         plot_learning_curve(outcome.report.curve, ctx.out_dir / "learning_curve.png",
                             best_iteration=outcome.report.best_iteration)
+        steps.finish()
         name = primary_score_name(ctx.config.task.primary_metric, plan.task)
         record = {"learner": plan.learner, "val_scores": to_json(outcome.val_scores), "primary_score": name,
                   "best_iteration": outcome.report.best_iteration, "fit_seconds": outcome.seconds,

@@ -60,7 +60,7 @@ class TableEvaluation(Stage):
         dataset = checked_dataset(ctx)  # every split, test included, is the one stage 1 hashed
         model = load_model(ctx.input(MODEL_REF))
         ctx.report(f"evaluating the {model.plan.learner} model on {len(dataset.test)} test rows")
-        record = evaluate_table_model(model, dataset, ctx.out_dir, seed=ctx.config.seed)
+        record = evaluate_table_model(model, dataset, ctx.out_dir, seed=ctx.config.seed, progress=ctx.progress)
         if record["threshold"] is not None:
             t = record["threshold"]
             ctx.decide("decision_threshold", t["chosen"], t["reason"], val_f1=t["val_f1_at_chosen"],

@@ -9,15 +9,22 @@ adopted ``model.joblib`` and ``plan.json`` (the baseline's when it is kept).
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from mlestar.stages.common import markdown_table
+from mlestar.stages.common import Steps, markdown_table
 from mlestar.stages.tables.common import DATASET_REF, checked_dataset, n_jobs
 from mlestar.utils.io import atomic_write_json, atomic_write_text
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 PLAN_REF = "action_planning/plan.json"
 BASE_MODEL_REF = "evaluation/model.joblib"
+STEPS_LABEL = "refinement: search, seeded refits, ensemble, ablations"
+TRIALS_LABEL = "refinement trials"
+BASELINE_SEEDS_LABEL = "refinement: baseline refits over seeds"
+BEST_SEEDS_LABEL = "refinement: best trial refits over seeds"
+ENSEMBLE_LABEL = "refinement: ensemble fits over seeds"
+ABLATIONS_LABEL = "ablations"
 
 
 def _seeds(seed: int, count: int) -> list[int]:
@@ -71,33 +78,26 @@ class TableRefinement(Stage):
 
         cfg, jobs = ctx.config.refinement, n_jobs(ctx.config)
         seeds = _seeds(ctx.config.seed, cfg.seeds)
+        steps = Steps(ctx, STEPS_LABEL, 4)
         search = refine.run_search(plan, dataset, score=score, n_trials=cfg.n_trials, timeout=cfg.timeout,
                                    storage=f"sqlite:///{ctx.out_dir / 'study.db'}",
                                    study_name=cfg.study_name or f"{ctx.run_id}-refinement", pruner=cfg.pruner,
                                    n_jobs=jobs, warmup_rounds=refine.warmup_rounds(baseline_model),
-                                   on_trial=lambda done, total: ctx.progress("trials", done, total))
-        base = refine.Candidate("baseline (stage 4 plan)", [refine.val_score(baseline_model, dataset, score)],
-                                baseline_model, plan)
-        if len(seeds) > 1:  # seed 0 is stage 4's own model, reused
-            base.scores += refine.seeded_scores(plan, dataset, score, seeds[1:], jobs)[0]
-        candidates = [base]
-        if search.best_params:
-            best_plan = plan.with_changes(params={**plan.params, **search.best_params})
-            values, model = refine.seeded_scores(best_plan, dataset, score, seeds, jobs)
-            candidates.append(refine.Candidate("best trial", values, model, best_plan))
-        members = refine.distinct_best(search, score)
-        if ctx.config.tables.ensemble and len(members) >= 2:
-            models = [refine.ensemble_model(plan, members, dataset, seed=s, n_jobs=jobs) for s in seeds]
-            candidates.append(refine.Candidate(f"soft-voting ensemble of {len(members)} trials",
-                                               [refine.val_score(m, dataset, score) for m in models], models[0],
-                                               plan, {"members": members}))
-        winner, reason = self._choose(ctx, base, candidates[1:], score, dataset)
-        ablation = refine.ablations(winner.plan or plan, dataset, score, winner.scores[0], n_jobs=jobs) \
+                                   on_trial=functools.partial(ctx.progress, TRIALS_LABEL))
+        steps.advance()
+        candidates = _candidates(ctx, dataset, plan, baseline_model, score, search, seeds)
+        steps.advance()
+        candidates += _ensemble(ctx, dataset, plan, score, search, seeds)
+        steps.advance()
+        winner, reason = self._choose(ctx, candidates[0], candidates[1:], score, dataset)
+        ablation = refine.ablations(winner.plan or plan, dataset, score, winner.scores[0], n_jobs=jobs,
+                                    on_group=functools.partial(ctx.progress, ABLATIONS_LABEL)) \
             if cfg.ablation else []
+        steps.finish()
         result = {"score": score, "seeds": seeds, "adopted": winner.name, "reason": reason,
                   "candidates": [{"name": c.name, "scores": c.scores, "mean": c.mean, "std": c.std}
                                  for c in candidates],
-                  "baseline_mean": base.mean, "noise": max(c.std for c in candidates),
+                  "baseline_mean": candidates[0].mean, "noise": max(c.std for c in candidates),
                   "search": {"completed": search.completed, "pruned": search.pruned, "seconds": search.seconds,
                              "best_params": search.best_params, "best_value": search.best_value,
                              "trials": search.trials}, "ablations": ablation}
@@ -161,3 +161,39 @@ class TableRefinement(Stage):
                 "refinement_improvement": improvement, "refinement_regression": max(0.0, -best),
                 "refinement_noise": result["noise"], "trials_completed": float(result["search"]["completed"]),
                 "trials_pruned": float(result["search"]["pruned"])}
+
+
+def _candidates(ctx: StageContext, dataset: Any, plan: Any, baseline_model: Any, score: str, search: Any,
+                seeds: list[int]) -> list[Any]:
+    """The baseline over ``seeds`` (seed 0 is stage 4's own model, reused), then the best trial's plan."""
+    from mlestar.domains.tables import refine
+
+    jobs = n_jobs(ctx.config)
+    base = refine.Candidate("baseline (stage 4 plan)", [refine.val_score(baseline_model, dataset, score)],
+                            baseline_model, plan)
+    if len(seeds) > 1:
+        base.scores += refine.seeded_scores(plan, dataset, score, seeds[1:], jobs,
+                                            on_seed=functools.partial(ctx.progress, BASELINE_SEEDS_LABEL))[0]
+    if not search.best_params:
+        return [base]
+    best_plan = plan.with_changes(params={**plan.params, **search.best_params})
+    values, model = refine.seeded_scores(best_plan, dataset, score, seeds, jobs,
+                                         on_seed=functools.partial(ctx.progress, BEST_SEEDS_LABEL))
+    return [base, refine.Candidate("best trial", values, model, best_plan)]
+
+
+def _ensemble(ctx: StageContext, dataset: Any, plan: Any, score: str, search: Any, seeds: list[int]) -> list[Any]:
+    """The soft-voting ensemble of the best distinct trials, fitted once per seed (none when off or too few)."""
+    from mlestar.domains.tables import refine
+
+    members = refine.distinct_best(search, score)
+    if not (ctx.config.tables.ensemble and len(members) >= 2):
+        return []
+    models = []
+    ctx.progress(ENSEMBLE_LABEL, 0, len(seeds))
+    for seed in seeds:
+        models.append(refine.ensemble_model(plan, members, dataset, seed=seed, n_jobs=n_jobs(ctx.config)))
+        ctx.progress(ENSEMBLE_LABEL, len(models), len(seeds))
+    return [refine.Candidate(f"soft-voting ensemble of {len(members)} trials",
+                             [refine.val_score(m, dataset, score) for m in models], models[0], plan,
+                             {"members": members})]

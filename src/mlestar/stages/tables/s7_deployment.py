@@ -24,6 +24,7 @@ from mlestar.domains.tables.export import (ExportFailed, OnnxRunner, ParityRepor
 from mlestar.domains.tables.model import TableModel, load_model
 from mlestar.domains.tables.schema import build_schema, frame_psi
 from mlestar.domains.tables.scoring import score_all, to_json
+from mlestar.stages.common import Steps
 from mlestar.stages.tables.common import DATASET_REF, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -32,6 +33,7 @@ MODEL_REF = "refinement/model.joblib"
 REFINEMENT_REF = "refinement/refinement.json"
 EVAL_REF = "evaluation/evaluation.json"
 BUNDLE = "bundle"
+STEPS_LABEL = "deployment: ONNX export and parity, schema and drift, bundle, benchmark"
 
 
 @register_stage
@@ -59,11 +61,14 @@ class TableDeployment(Stage):
         evaluation = ctx.read_json(EVAL_REF)
         stage5 = shipped_metrics(model, dataset, evaluation.get("metrics", {}), ctx.read_json(REFINEMENT_REF))
         probe = pd.concat([dataset.val, dataset.test], ignore_index=True).iloc[:500]
+        steps = Steps(ctx, STEPS_LABEL, 4)
         onnx_bytes, inputs, parity = _export(ctx, model, probe)
+        steps.advance()
         schema = build_schema(model, dataset.train, inputs, target=dataset.target)
         drift = {"reference": "training split", "compared": f"test split ({len(dataset.test)} rows)",
                  "psi": frame_psi(schema, dataset.test)}
         atomic_write_json(ctx.out_dir / "drift.json", drift)
+        steps.advance()
         runtime = "onnx" if onnx_bytes is not None else "sklearn"
         metadata = _metadata(ctx, model, stage5, runtime, parity)
         card = render_table_card(project=ctx.config.project.name, run_id=ctx.run_id,
@@ -72,7 +77,9 @@ class TableDeployment(Stage):
                                  notes=_notes(model, runtime, parity), example=json_row(dataset.test, 0, schema))
         folder = write_table_bundle(ctx.out_dir / BUNDLE, joblib_file=ctx.input(MODEL_REF), onnx_bytes=onnx_bytes,
                                     schema=schema, metadata=metadata, model_card=card)
+        steps.advance()
         speed = benchmark(load_table_bundle(folder).scores, dataset.test if len(dataset.test) else dataset.val)
+        steps.finish()
         size = float(bundle_size(folder))
         atomic_write_json(ctx.out_dir / "deployment.json", _record(runtime, parity, speed, size, inputs, drift))
         metrics = _metrics(parity, speed, size)
