@@ -26,6 +26,7 @@ from mlestar.tuning.trainer import train_plan
 
 INFEASIBLE_VALUE = 0.0  # what an infeasible or diverged trial scores: below any model that learned
 LATENCY_PROBE_SECONDS = 0.5  # "briefly": enough for a p95 of batch-1 passes on a small model
+LATENCY_CONFIRMATIONS = 3  # probes before a latency violation stands: one busy moment must not condemn an architecture
 
 
 def worker_identity() -> dict[str, Any]:
@@ -90,14 +91,31 @@ def check_architecture(plan: TrainingPlan, limits: dict[str, float | None],
     model = build_model(plan)
     values: dict[str, float] = {"max_model_size": float(model_size_bytes(model))}
     if limits.get("max_inference_latency"):
-        values["max_inference_latency"] = measure_latency(model, input_shape, warmup=3, repeats=30,
-                                                          max_seconds=LATENCY_PROBE_SECONDS)["p95"]
+        values["max_inference_latency"] = confirmed_latency(
+            lambda: measure_latency(model, input_shape, warmup=3, repeats=30, max_seconds=LATENCY_PROBE_SECONDS)["p95"],
+            float(limits["max_inference_latency"]))
     margins = {name: values[name] / float(limit) - 1.0 for name, limit in limits.items()
                if limit and name in values}
     violations = [{"constraint": name, "value": values[name], "limit": limits[name]}
                   for name, margin in margins.items() if margin > 0]
     return {"model_size": values["max_model_size"], "latency_p95": values.get("max_inference_latency"),
             "margins": margins, "violations": violations}
+
+
+def confirmed_latency(probe: Callable[[], float], limit: float) -> float:
+    """The p95 latency of ``probe``, re-measured up to :data:`LATENCY_CONFIRMATIONS` times while over ``limit``.
+
+    Other processes on the machine only ever add latency, so the lowest of the probes is the
+    estimate of what the architecture costs; a violation is recorded only when every probe
+    agrees. (Seen on a loaded 2-core machine: one 0.5 s probe over 20 ms marked the plan's own
+    architecture, measured at 9 ms by stage 5, infeasible for a whole study.)
+    """
+    best = probe()
+    for _ in range(LATENCY_CONFIRMATIONS - 1):
+        if best <= limit:
+            break
+        best = min(best, probe())
+    return best
 
 
 def record_feasibility(trial: Any, check: dict[str, Any]) -> None:
