@@ -1,7 +1,8 @@
 """End to end in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
 Skipped, with the reason shown, when Chromium or Playwright is missing. Screenshots
-land in test-artifacts/dashboard/.
+land in test-artifacts/dashboard/; with ``MLESTAR_DOCS_SCREENSHOTS=1`` those the tutorial
+shows are also written to docs/images/ (how its pictures are made: they are never drawn by hand).
 
 Every check of what the page shows is an auto-retrying ``expect`` (or follows a
 wait for that very element): pages render after their fetches resolve, so a read
@@ -12,6 +13,7 @@ a generous :data:`WAIT_MS`, which only ends a test that would otherwise hang.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -23,6 +25,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
+DOC_SHOTS = {"01-runs-list", "02-run-overview"}  # the ones docs/tutorial.md shows
 
 
 def _missing() -> str | None:
@@ -78,6 +82,8 @@ def base_url(dash_runs: Runs) -> Iterator[str]:
 def shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    if name in DOC_SHOTS and os.environ.get("MLESTAR_DOCS_SCREENSHOTS") == "1":
+        page.screenshot(path=str(DOC_IMAGES / f"dashboard-{name}.png"))
 
 
 def test_list_then_run_shows_seven_stages_and_the_failed_then_passed_gate(page: Any, base_url: str,

@@ -9,6 +9,13 @@ import pytest
 from mlestar.workflow.compare import config_differences, flatten, format_delta, metric_differences
 
 
+def test_flatten_indexes_lists_of_mappings_like_the_override_paths() -> None:
+    tree = {"gates": [{"metric": "val_accuracy", "threshold": 0.9}, {"metric": "model_size", "on_fail": {"n": 2}}],
+            "empty": [], "mixed": [{"a": 1}, 2]}
+    assert flatten(tree) == {"gates.0.metric": "val_accuracy", "gates.0.threshold": 0.9, "gates.1.metric": "model_size",
+                             "gates.1.on_fail.n": 2, "empty": [], "mixed": [{"a": 1}, 2]}
+
+
 def test_flatten_makes_dotted_keys_and_keeps_lists_and_empty_mappings_whole() -> None:
     tree = {"a": {"b": 1, "c": {"d": [1, 2]}}, "e": {}, "f": None}
     assert flatten(tree) == {"a.b": 1, "a.c.d": [1, 2], "e": {}, "f": None}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir, say
+from mlestar.cli.output import print_rows
 from mlestar.workflow.inspect import compare_metrics, find_run
 from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
 from mlestar.workflow.state import RunState
@@ -26,11 +26,9 @@ def register(app: typer.Typer) -> None:
         state = run_workflow(load_run_config(run_dir), RunOptions(runs_dir=run_dir.parent, use_cache=False,
                                                                   report=say))
         rows = compare_metrics(original.data["metrics"], state.data["metrics"], tolerance)
-        table = Table("metric", "original", "reproduced", "tolerance", "ok")
-        for row in rows:
-            table.add_row(row.metric, f"{row.original}", f"{row.reproduced}", f"{row.tolerance}",
-                          "yes" if row.within else "NO")
-        console.print(table)
+        print_rows(("metric", "original", "reproduced", "tolerance", "ok"),
+                   [(row.metric, f"{row.original}", f"{row.reproduced}", f"{row.tolerance}",
+                     "yes" if row.within else "NO") for row in rows])
         if not all(row.within for row in rows):
             raise typer.Exit(1)
         console.print(f"reproduced {original.run_id} as {state.run_id} within tolerance", markup=False)

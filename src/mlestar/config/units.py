@@ -164,7 +164,7 @@ def parse_fraction(value: object, *, base_units: bool = False) -> float:
     plain = _plain(value, "fraction", "0.9 or '90%'")
     number, unit = (plain, "") if isinstance(plain, float) else _split(plain, "fraction")
     if unit == "%":
-        return number / 100.0
+        return float(f"{number / 100.0:.12g}")  # 99.9% is 0.999, not 0.9990000000000001
     if unit:
         raise ValueError(f"unknown unit {unit!r} in {value!r}; write a fraction like 0.9 or 90%")
     if number > 1 and not base_units:
@@ -252,11 +252,14 @@ _BINARY_SIZES = (("TiB", 2.0**40), ("GiB", 2.0**30), ("MiB", 2.0**20), ("KiB", 2
 
 
 def _in_largest(value: float, units: tuple[tuple[str, float], ...]) -> str:
-    """``value`` in the largest unit it is at least 1 of (the smallest unit for tiny values)."""
-    name, factor = next(((n, f) for n, f in units if abs(value) >= f), units[-1])
+    """``value`` in the largest unit it is at least 1 of and reads short in (``830`` s is
+    ``830 s``, not ``13.8333333333 min``); the smallest unit for tiny values."""
     if value == 0:
         name, factor = next((n, f) for n, f in units if f == 1.0)
-    return f"{_show(value / factor)} {name}"
+        return f"{_show(value / factor)} {name}"
+    fitting = [(n, f) for n, f in units if abs(value) >= f] or [units[-1]]
+    texts = [f"{_show(value / f)} {n}" for n, f in fitting]
+    return next((text for text in texts if _digits(text) <= 4), texts[-1])
 
 
 def format_duration(seconds: float) -> str:

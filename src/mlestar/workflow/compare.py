@@ -103,13 +103,21 @@ def config_differences(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists, scalars and empty mappings are leaves."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; a list of mappings is indexed (``gates.0.threshold``,
+    the path ``-S`` takes), so one changed gate is one changed key; other lists, scalars and
+    empty mappings are leaves."""
+    if _is_record_list(tree) and prefix:
+        tree = {str(index): item for index, item in enumerate(tree)}
     if not isinstance(tree, dict) or (prefix and not tree):
         return {prefix: tree} if prefix else {}
     out: dict[str, Any] = {}
     for key, value in tree.items():
         out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+def _is_record_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(item, dict) for item in value)
 
 
 def format_metric(value: float | None, unit: str) -> str:
