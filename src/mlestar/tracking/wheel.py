@@ -107,6 +107,7 @@ def mlestar_wheel() -> Path | None:
 
 def _build_into(root: Path, folder: Path) -> Path:
     """Build the wheel of ``root`` into a fresh ``folder`` (renamed into place whole) and return it."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=folder.parent) as scratch:
         # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds, and a
         # copy also pins the wheel to the files that were hashed.
