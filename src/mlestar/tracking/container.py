@@ -6,7 +6,9 @@ Both domains' bundles carry the same recipe, written by stage 7:
   third-party packages serving imports, at the versions installed where the bundle was written:
   ``==`` for packages the model's answers depend on (torch, onnxruntime, numpy, scikit-learn, the
   learner), ``>=`` for the web server, whose exact version does not change a prediction.
-  ``pip install -r requirements.txt`` from the bundle folder needs nothing else.
+  ``pip install -r requirements.txt`` from the bundle folder needs nothing else but a package index:
+  the wheel's own dependencies (mlestar's ``pyproject.toml``, torch included, even for a table bundle)
+  are installed with it, the pins above fixing the versions of those that matter.
 - ``Dockerfile``: a slim Python image of the writer's Python version, the requirements installed
   (torch from PyTorch's CPU-only index), a non-root user, and ``mlestar serve .`` on ``0.0.0.0``.
 """
