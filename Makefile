@@ -8,7 +8,8 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	# setuptools>=70.1 builds wheels by itself: stage 7 ships mlestar as a wheel built from this tree
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=70.1"
 	# torch first, by plain pip: it resolves to the machine's local wheel where one is provided.
 	$(BIN)/python -m pip install --quiet "torch>=2.4" "torchvision>=0.19"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"

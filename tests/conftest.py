@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from mlestar.data.cache import CACHE_ENV
+from mlestar.tracking.wheel import WHEEL_CACHE_ENV
 from tiny_workflow import run_tiny, run_tiny_table
 
 
@@ -18,6 +21,21 @@ def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "env-cache"
     monkeypatch.setenv(CACHE_ENV, str(folder))
     return folder
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shared_wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One mlestar wheel cache (``$MLESTAR_WHEEL_CACHE``) for the whole session, across xdist workers.
+
+    Stage 7 ships mlestar as a wheel (about 3 s to build); each test's private cache would rebuild it
+    for every stage-7 execution. The wheel is keyed by the source digest and built under a file lock,
+    so sharing it is safe. Under xdist the workers' temp folders share one parent: one build per run.
+    """
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "wheel-cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(WHEEL_CACHE_ENV, str(folder))
+        yield folder
 
 
 ProgressCall = tuple[str, int, int]

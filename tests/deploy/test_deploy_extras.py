@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import Iterable
 
 import numpy as np
@@ -11,7 +10,7 @@ import yaml
 
 from mlestar.deploy import benchmark
 from mlestar.deploy.benchmark import benchmark_runner, best_throughput, latency, machine, throughput, tile
-from mlestar.deploy.extras import AlertThresholds, render_alerts, requirements_txt
+from mlestar.deploy.extras import AlertThresholds, render_alerts, serving_pins
 from mlestar.deploy.metrics import ERROR_KINDS
 
 THRESHOLDS = AlertThresholds(drift_score=0.7, latency_p95_s=0.04, error_rate=0.02, window_s=600)
@@ -44,12 +43,12 @@ def test_alert_expressions_name_only_series_the_server_exports() -> None:
     assert "mlestar_errors_total" in text and len(ERROR_KINDS) == len(set(ERROR_KINDS))
 
 
-def test_requirements_pin_installed_versions_and_add_the_runtime() -> None:
-    with_onnx = requirements_txt(["torchscript", "onnx"]).splitlines()
-    pins = dict(line.split("==") for line in with_onnx if not line.startswith("#"))
-    for name in ("mlestar", "torch", "fastapi", "uvicorn", "prometheus-client", "onnxruntime", "pillow"):
-        assert pins[name] == importlib.metadata.version(name)
-    assert "onnxruntime" not in requirements_txt(["torchscript"])
+def test_serving_pins_are_exact_for_the_numbers_and_add_the_runtime() -> None:
+    with_onnx = {pin.distribution: pin.exact for pin in serving_pins(["torchscript", "onnx"])}
+    assert all(with_onnx[name] for name in ("torch", "numpy", "pillow", "onnxruntime"))
+    assert not any(with_onnx[name] for name in ("fastapi", "uvicorn", "prometheus-client", "python-multipart"))
+    assert "onnxruntime" not in {pin.distribution for pin in serving_pins(["torchscript"])}
+    assert "mlestar" not in with_onnx  # shipped as a wheel, not pinned from an index
 
 
 def test_tile_repeats_images_to_the_batch_size() -> None:

@@ -12,7 +12,9 @@ Layout::
                         serving defaults, quantization
     model_card.md       human-readable summary
     <extra files>       stage 7 adds openapi.json, benchmark.json, alerts.yml,
-                        requirements.txt and reference.json (drift reference)
+                        requirements.txt, Dockerfile, example.png and
+                        reference.json (drift reference)
+    wheels/<wheel>      mlestar itself, installed by requirements.txt (when given)
     manifest.json       relative path -> {sha256, size}; written last
 
 The manifest is written last and removed first when a bundle is rewritten,
@@ -23,6 +25,7 @@ every checksum before it trusts any file.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -38,7 +41,8 @@ from mlestar.deploy.export import EXPORT_FILES, Runner, load_onnx_runner, load_t
 from mlestar.deploy.monitor import DriftReference
 from mlestar.deploy.quantize import QUANTIZED_FILES
 from mlestar.errors import BundleError, ExportError
-from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from mlestar.tracking.container import WHEELS_DIR
+from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, copy_file, read_json
 from mlestar.tracking.manifest import MANIFEST, manifest_of, verify_entry
 
 LABELS = "labels.json"
@@ -63,7 +67,7 @@ _RUNNERS: dict[str, Callable[[Path], Runner]] = {
 def write_bundle(out_dir: Path, *, model_files: dict[str, Path], class_names: list[str],
                  preprocessing: Preprocessing, metadata: dict[str, Any], model_card: str,
                  quantized_files: dict[str, Path] | None = None,
-                 extra_files: Mapping[str, Any] | None = None) -> Path:
+                 extra_files: Mapping[str, Any] | None = None, wheel: Path | None = None) -> Path:
     """Write a complete bundle into ``out_dir`` and return ``out_dir``.
 
     Args:
@@ -78,6 +82,9 @@ def write_bundle(out_dir: Path, *, model_files: dict[str, Path], class_names: li
         extra_files: file name -> content, written next to the rest and
             checksummed like it: ``dict``/``list`` as JSON, ``str`` as text,
             ``bytes`` as is. Names are plain file names other than the ones above.
+        wheel: a wheel file (mlestar's, :mod:`mlestar.tracking.wheel`) copied to
+            ``wheels/<its name>`` and checksummed; a wheel of an earlier bundle
+            in the folder is deleted.
 
     Raises:
         BundleError: on no or unknown model formats, a missing model file,
@@ -98,7 +105,7 @@ def write_bundle(out_dir: Path, *, model_files: dict[str, Path], class_names: li
     atomic_write_text(out_dir / MODEL_CARD, model_card)
     for name, content in extra_files.items():
         _write_extra(out_dir / name, content)
-    listed = [*names, *_REQUIRED_FILES, MODEL_CARD, *extra_files]
+    listed = [*names, *_REQUIRED_FILES, MODEL_CARD, *extra_files, *_copy_wheel(out_dir, wheel)]
     atomic_write_json(out_dir / MANIFEST, _manifest(out_dir, listed))
     return out_dir
 
@@ -129,7 +136,7 @@ def _check_additions(model_files: dict[str, Path], quantized_files: dict[str, Pa
                               hint=f"add {runtime!r} to model_files, or drop it from quantized_files")
         if not Path(path).is_file():
             raise BundleError(f"int8 {runtime} model file {path} does not exist", hint="run the quantization first")
-    reserved = {*EXPORT_FILES.values(), *QUANTIZED_FILES.values(), *_REQUIRED_FILES, MODEL_CARD, MANIFEST}
+    reserved = {*EXPORT_FILES.values(), *QUANTIZED_FILES.values(), *_REQUIRED_FILES, MODEL_CARD, MANIFEST, WHEELS_DIR}
     for name in extra_files:
         if name in reserved or PurePosixPath(name).name != name or name.startswith("."):
             raise BundleError(f"extra bundle file name {name!r} is reserved or not a plain file name",
@@ -144,6 +151,16 @@ def _copy_model_files(out_dir: Path, model_files: dict[str, Path], file_names: d
     for runtime, path in model_files.items():
         atomic_write_bytes(out_dir / file_names[runtime], Path(path).read_bytes())
     return [file_names[runtime] for runtime in model_files]
+
+
+def _copy_wheel(out_dir: Path, wheel: Path | None) -> list[str]:
+    """Copy ``wheel`` into ``wheels/`` (emptied first) and return its bundle name; ``[]`` without one."""
+    shutil.rmtree(out_dir / WHEELS_DIR, ignore_errors=True)  # an earlier bundle's wheel
+    if wheel is None:
+        return []
+    name = f"{WHEELS_DIR}/{Path(wheel).name}"
+    copy_file(Path(wheel), out_dir / name)
+    return [name]
 
 
 def _write_extra(path: Path, content: Any) -> None:
@@ -193,12 +210,13 @@ def example_response(bundle: LoadedBundle, image: Image.Image, top_k: int) -> di
 
 def render_model_card(*, project: str, run_id: str, model_name: str, dataset: str, metrics: dict[str, float],
                       targets: dict[str, float], preprocessing: Preprocessing, environment: dict[str, Any],
-                      limits: list[str], example: CardExample | None = None) -> str:
+                      limits: list[str], example: CardExample | None = None, container: str | None = None) -> str:
     """Render the bundle's ``model_card.md``.
 
     Sections: intended use, data and preprocessing, an example request with the
-    response it really got (when ``example`` is given), metrics against targets
-    (a target is met per the metric's direction in the metric catalog),
+    response it really got (when ``example`` is given), how to run it in a container
+    (``container``: :func:`mlestar.tracking.container.card_section`, when given), metrics
+    against targets (a target is met per the metric's direction in the metric catalog),
     known limits, training environment and the run id that reproduces it.
     """
     sections = [
@@ -206,6 +224,7 @@ def render_model_card(*, project: str, run_id: str, model_name: str, dataset: st
         _card_intended_use(preprocessing),
         _card_data(dataset, preprocessing),
         *([_card_example(example)] if example is not None else []),
+        *([container] if container is not None else []),
         "## Metrics\n\n" + _metrics_table(metrics, targets),
         "## Limits\n\n" + ("\n".join(f"- {item}" for item in limits) if limits else "None recorded."),
         "## Training environment\n\n" + _key_value_table(environment),

@@ -1,22 +1,22 @@
-"""Operational files a bundle carries besides the model: alert rules and pinned requirements.
+"""Operational files a bundle carries besides the model: alert rules and what its requirements pin.
 
 ``alerts.yml`` is a Prometheus rule file over the series ``mlestar serve``
-exposes on ``/metrics`` (:mod:`mlestar.deploy.metrics`); ``requirements.txt``
-pins the packages that serve the bundle to the versions it was built and
-checked with.
+exposes on ``/metrics`` (:mod:`mlestar.deploy.metrics`); :func:`serving_pins`
+lists the packages that serve an image bundle, for its ``requirements.txt``
+(:mod:`mlestar.tracking.container`).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 from dataclasses import dataclass
 
 import yaml
 
-# Installed to serve any bundle: mlestar itself, and what its serving path imports
-# (the deploy package imports torch even for ONNX bundles).
-_SERVING_PACKAGES = ("mlestar", "torch", "numpy", "pillow", "pydantic", "fastapi", "starlette", "uvicorn",
-                     "python-multipart", "prometheus-client", "typer")
+from mlestar.tracking.container import WEB_PACKAGES, Pin, pins
+
+# What the serving path imports besides mlestar (the deploy package imports torch even for ONNX
+# bundles). Exact: torch and onnxruntime compute the logits, pillow decodes and resizes the image.
+_EXACT_PACKAGES = ("torch", "numpy", "pillow")
 _RUNTIME_PACKAGES = {"onnx": ("onnxruntime",), "torchscript": ()}
 _PREDICT_ROUTES = '/predict|/predict/batch'
 
@@ -79,14 +79,7 @@ def _error_rule(t: AlertThresholds, window: str) -> dict[str, object]:
                                            "mlestar_errors_total by kind says why"}}
 
 
-def requirements_txt(runtimes: list[str]) -> str:
-    """``requirements.txt`` pinning the serving packages (and each runtime's) to the installed versions."""
-    names = [*_SERVING_PACKAGES, *(pkg for runtime in sorted(runtimes) for pkg in _RUNTIME_PACKAGES[runtime])]
-    lines = ["# Packages that serve this bundle (`mlestar serve BUNDLE`), pinned to the versions it was",
-             "# exported and benchmarked with. A local torch build (+cpu, +cu...) comes from PyTorch's index."]
-    for name in names:
-        try:
-            lines.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            lines.append(f"# {name}: not installed where the bundle was written")
-    return "\n".join(lines) + "\n"
+def serving_pins(runtimes: list[str]) -> list[Pin]:
+    """The third-party packages that serve an image bundle with ``runtimes``, for its ``requirements.txt``."""
+    exact = (*_EXACT_PACKAGES, *(pkg for runtime in sorted(runtimes) for pkg in _RUNTIME_PACKAGES[runtime]))
+    return pins(exact, (*WEB_PACKAGES, "python-multipart"))  # multipart: image uploads

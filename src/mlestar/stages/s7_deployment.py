@@ -8,8 +8,10 @@ within ``deployment.max_quantized_accuracy_drop``. It then times every
 runtime (``benchmark.json``) and writes a self-contained ``bundle/`` that
 ``mlestar serve`` loads (checksums verified): models, labels, preprocessing,
 model card, metadata with the serving defaults, the app's ``openapi.json``,
-Prometheus ``alerts.yml``, pinned ``requirements.txt`` and the training
-statistics drift is measured against (``reference.json``, from stage 1).
+Prometheus ``alerts.yml``, the training statistics drift is measured against
+(``reference.json``, from stage 1), and a serving recipe that needs no mlestar
+source tree: ``requirements.txt`` (mlestar as a wheel in ``wheels/``, the
+serving packages pinned) and a ``Dockerfile`` that runs ``mlestar serve``.
 When refinement adopted a new model, its test metrics are computed here,
 once, for the model card.
 """
@@ -38,7 +40,8 @@ REFINEMENT_REF = "refinement/refinement.json"
 EVAL_REF = "evaluation/metrics.json"
 PROBE_IMAGES = 64  # validation images used for parity, tracing and benchmarks
 DEFAULT_ALERT_LATENCY_S = 0.25  # /predict p95 alert when neither the alerts nor the constraints set one
-BUNDLE_EXTRAS = ("openapi.json", "benchmark.json", "alerts.yml", "requirements.txt", "reference.json", "example.png")
+BUNDLE_EXTRAS = ("openapi.json", "benchmark.json", "alerts.yml", "requirements.txt", "reference.json", "example.png",
+                 "Dockerfile")
 EXAMPLE_FILE = "example.png"  # a test image, the model card's curl example sends it
 
 
@@ -209,6 +212,8 @@ def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any]
                   tested: tuple[dict[str, Any], str], dataset: Any) -> Path:
     """The bundle folder; ``tested`` is the test metrics and where they come from."""
     from mlestar.deploy.bundle import write_bundle
+    from mlestar.deploy.extras import serving_pins
+    from mlestar.tracking.container import serving_recipe
 
     arch = payload["architecture"]
     test_metrics, test_source = tested
@@ -218,11 +223,14 @@ def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any]
                 "metrics": test_metrics, "architecture": arch, "serving": serving,
                 "quantization": quant.to_dict() if quant else {"method": "none"}}
     example, png = _example(prepared, payload["class_names"], prep, metadata, dataset)
+    recipe = serving_recipe(serving_pins(list(prepared.files)), port=int(serving["port"]),
+                            project=ctx.config.project.name, run_id=ctx.run_id)
+    card = _model_card(ctx, prepared, arch, prep, test_metrics, test_source, example, recipe.card)
+    extras = {**_extras(ctx, prepared, arch["name"], serving), EXAMPLE_FILE: png,
+              "requirements.txt": recipe.requirements, "Dockerfile": recipe.dockerfile}
     return write_bundle(ctx.out_dir / "bundle", model_files=prepared.files, class_names=payload["class_names"],
-                        preprocessing=prep, metadata=metadata,
-                        model_card=_model_card(ctx, prepared, arch, prep, test_metrics, test_source, example),
-                        quantized_files=prepared.quantized_files,
-                        extra_files={**_extras(ctx, prepared, arch["name"], serving), EXAMPLE_FILE: png})
+                        preprocessing=prep, metadata=metadata, model_card=card,
+                        quantized_files=prepared.quantized_files, extra_files=extras, wheel=recipe.wheel)
 
 
 def _example(prepared: Prepared, class_names: list[str], prep: Any, metadata: dict[str, Any],
@@ -249,8 +257,8 @@ def _example(prepared: Prepared, class_names: list[str], prep: Any, metadata: di
 
 
 def _extras(ctx: StageContext, prepared: Prepared, model_name: str, serving: dict[str, Any]) -> dict[str, Any]:
-    """The bundle's operational files (:data:`BUNDLE_EXTRAS`)."""
-    from mlestar.deploy.extras import render_alerts, requirements_txt
+    """The bundle's operational files (:data:`BUNDLE_EXTRAS` but the serving recipe and the example)."""
+    from mlestar.deploy.extras import render_alerts
     from mlestar.deploy.monitor import reference_from_analysis
     from mlestar.deploy.serve import ServeSettings, openapi_document
 
@@ -259,7 +267,6 @@ def _extras(ctx: StageContext, prepared: Prepared, model_name: str, serving: dic
     return {"openapi.json": openapi_document(model_name, ctx.run_id, ServeSettings.from_serving(serving)),
             "benchmark.json": _benchmark_file(prepared),
             "alerts.yml": render_alerts(model_name, ctx.run_id, alert_thresholds(ctx.config)),
-            "requirements.txt": requirements_txt(list(prepared.files)),
             "reference.json": reference}
 
 
@@ -289,7 +296,7 @@ def alert_thresholds(config: MlestarConfig) -> AlertThresholds:
 
 
 def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], prep: Any,
-                test_metrics: dict[str, Any], test_source: str, example: Any) -> str:
+                test_metrics: dict[str, Any], test_source: str, example: Any, container: str) -> str:
     from mlestar.deploy.benchmark import best_throughput
     from mlestar.deploy.bundle import render_model_card
 
@@ -308,7 +315,7 @@ def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], pre
                 f"trained on {arch['image_size']}px images with {arch['in_channels']} channel(s); "
                 "other inputs are resized and converted",
                 "drift from the training data is scored on /metrics and /health (alerts.yml); "
-                "not evaluated under distribution shift"], example=example)
+                "not evaluated under distribution shift"], example=example, container=container)
 
 
 def _quant_line(prepared: Prepared) -> str:

@@ -6,7 +6,9 @@ Layout::
     model.joblib    the TableModel of stage 5 (pipeline, plan, classes, decision threshold)
     schema.json     the input schema (:mod:`.schema`), ``"domain": "tables"``
     metadata.json   project, run id, task, metrics, runtime ("onnx" or "sklearn")
-    model_card.md   intended use, data, metrics against targets, the schema, a curl example
+    model_card.md   intended use, data, metrics against targets, the schema, a curl example, a container
+    requirements.txt, Dockerfile, wheels/<mlestar wheel>
+                    the serving recipe (:mod:`mlestar.tracking.container`), when stage 7 gives one
     manifest.json   file -> {sha256, size}; written last (:mod:`mlestar.tracking.manifest`)
 
 :func:`write_table_bundle` fills a temporary folder beside the target and
@@ -30,7 +32,8 @@ from mlestar.domains.tables.export import ONNX_FILE, OnnxRunner
 from mlestar.domains.tables.model import decide, load_model
 from mlestar.domains.tables.schema import SCHEMA_FILE, schema_inputs
 from mlestar.errors import BundleError
-from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, read_json
+from mlestar.tracking.container import DOCKERFILE, REQUIREMENTS, WEB_PACKAGES, WHEELS_DIR, Pin, ServingRecipe, pins
+from mlestar.utils.io import atomic_write_bytes, atomic_write_json, atomic_write_text, copy_file, read_json
 from mlestar.tracking.manifest import MANIFEST, manifest_of, verify_entry
 
 JOBLIB_FILE = "model.joblib"
@@ -39,14 +42,17 @@ CARD_FILE = "model_card.md"
 BUNDLE_FILES = (ONNX_FILE, JOBLIB_FILE, SCHEMA_FILE, METADATA_FILE, CARD_FILE, MANIFEST)
 RUNTIMES = ("onnx", "sklearn")
 _HINT = "rebuild it with `mlestar run --from deployment`"
+# Exact versions for what computes the answers: the pipeline (unpickled by joblib) and the graph.
+_EXACT_PACKAGES = ("numpy", "pandas", "scikit-learn", "joblib")
 
 
 def write_table_bundle(target: Path, *, joblib_file: Path, onnx_bytes: bytes | None, schema: dict[str, Any],
-                       metadata: dict[str, Any], model_card: str) -> Path:
+                       metadata: dict[str, Any], model_card: str, recipe: ServingRecipe | None = None) -> Path:
     """Write the bundle into ``target`` (replacing an older one) and return ``target``.
 
     The files go into a temporary sibling folder, the manifest last; then the folder is swapped
-    in, so a reader never sees a half-written bundle.
+    in, so a reader never sees a half-written bundle. ``recipe`` adds ``requirements.txt``,
+    ``Dockerfile`` and the mlestar wheel in ``wheels/``, all checksummed.
     """
     target = Path(target)
     staging = target.with_name(f".{target.name}.tmp-{os.getpid()}")
@@ -60,9 +66,37 @@ def write_table_bundle(target: Path, *, joblib_file: Path, onnx_bytes: bytes | N
     atomic_write_json(staging / SCHEMA_FILE, schema)
     atomic_write_json(staging / METADATA_FILE, metadata)
     atomic_write_text(staging / CARD_FILE, model_card)
+    if recipe is not None:
+        names += _write_recipe(staging, recipe)
     atomic_write_json(staging / MANIFEST, manifest_of(staging, names))
     _swap_in(staging, target)
     return target
+
+
+def _write_recipe(folder: Path, recipe: ServingRecipe) -> list[str]:
+    """The serving recipe's files in ``folder``; returns their bundle names."""
+    atomic_write_text(folder / REQUIREMENTS, recipe.requirements)
+    atomic_write_text(folder / DOCKERFILE, recipe.dockerfile)
+    if recipe.wheel is None:
+        return [REQUIREMENTS, DOCKERFILE]
+    wheel = f"{WHEELS_DIR}/{recipe.wheel.name}"
+    copy_file(recipe.wheel, folder / wheel)
+    return [REQUIREMENTS, DOCKERFILE, wheel]
+
+
+def serving_pins(learner_module: str, runtime: str) -> list[Pin]:
+    """The third-party packages that serve a table bundle, for its ``requirements.txt``.
+
+    Args:
+        learner_module: the module the learner imports (``lightgbm``, ``xgboost``, ``sklearn``); the
+            joblib model cannot be unpickled without the distribution that provides it.
+        runtime: ``onnx`` adds onnxruntime.
+    """
+    import importlib.metadata
+
+    learner = importlib.metadata.packages_distributions().get(learner_module, [])
+    exact = (*_EXACT_PACKAGES, *(["onnxruntime"] if runtime == "onnx" else []), *learner)
+    return pins(tuple(dict.fromkeys(exact)), WEB_PACKAGES)
 
 
 def _swap_in(staging: Path, target: Path) -> None:
@@ -188,8 +222,9 @@ def json_row(frame: Any, index: int, schema: dict[str, Any]) -> dict[str, Any]:
 
 def render_table_card(*, project: str, run_id: str, dataset: str, schema: dict[str, Any],
                       metrics: dict[str, Any], targets: dict[str, float], runtime: str, notes: list[str],
-                      example: dict[str, Any]) -> str:
-    """The bundle's ``model_card.md``."""
+                      example: dict[str, Any], container: str | None = None) -> str:
+    """The bundle's ``model_card.md``; ``container`` is the "Run it in a container" section, when given
+    (:func:`mlestar.tracking.container.card_section`)."""
     task = schema["task"]
     what = ("predicts the value of" if task == "regression" else f"classifies rows ({task}: "
             f"{', '.join(schema['class_names'])}) by")
@@ -204,6 +239,7 @@ def render_table_card(*, project: str, run_id: str, dataset: str, schema: dict[s
         "## Input schema\n\n" + _schema_table(schema),
         "## Example request\n\n```bash\ncurl -s -X POST http://127.0.0.1:8000/predict "
         f"-H 'Content-Type: application/json' \\\n  -d '{body}'\n```",
+        *([container] if container is not None else []),
         "## Notes\n\n" + "\n".join(f"- {n}" for n in notes),
     ]
     return "\n\n".join(sections) + "\n"

@@ -7,7 +7,9 @@ rows (``parity.json``; a failure stops the stage naming the worst row). A
 learner that cannot be converted is served from its joblib file instead
 (runtime ``sklearn``), recorded as a decision. It then writes ``bundle/``
 (``mlestar serve`` loads it): model files, the input schema with training
-ranges, categories and PSI bins, metadata, model card and manifest; the PSI
+ranges, categories and PSI bins, metadata, model card, a serving recipe that
+needs no mlestar source tree (``requirements.txt`` with mlestar as a wheel in
+``wheels/``, a ``Dockerfile`` running ``mlestar serve``) and manifest; the PSI
 of the test split against training (``drift.json``), so served PSI has a
 reference; and single-row latency and throughput of the served runtime.
 """
@@ -18,14 +20,16 @@ from datetime import datetime, timezone
 from typing import Any
 
 from mlestar.domains.tables.bundle import (benchmark, bundle_size, json_row, load_table_bundle,
-                                           render_table_card, write_table_bundle)
+                                           render_table_card, serving_pins, write_table_bundle)
 from mlestar.domains.tables.export import (ExportFailed, OnnxRunner, ParityReport, check_parity, convert,
                                            model_inputs, parity_tolerance, require_parity)
+from mlestar.domains.tables.learners import learner_spec
 from mlestar.domains.tables.model import TableModel, load_model
 from mlestar.domains.tables.schema import build_schema, frame_psi
 from mlestar.domains.tables.scoring import score_all, to_json
 from mlestar.stages.common import Steps
 from mlestar.stages.tables.common import DATASET_REF, checked_dataset
+from mlestar.tracking.container import serving_recipe
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
@@ -48,7 +52,8 @@ class TableDeployment(Stage):
     # bundle/model.onnx is written too when the learner converts (not declared: a CatBoost or
     # HistGradientBoosting model is served from model.joblib without it).
     outputs = (f"{BUNDLE}/model.joblib", f"{BUNDLE}/schema.json", f"{BUNDLE}/metadata.json",
-               f"{BUNDLE}/model_card.md", f"{BUNDLE}/manifest.json", "deployment.json", "drift.json", "parity.json")
+               f"{BUNDLE}/model_card.md", f"{BUNDLE}/manifest.json", f"{BUNDLE}/requirements.txt",
+               f"{BUNDLE}/Dockerfile", "deployment.json", "drift.json", "parity.json")
     reads_test = True
     uses_torch = False
 
@@ -71,12 +76,16 @@ class TableDeployment(Stage):
         steps.advance()
         runtime = "onnx" if onnx_bytes is not None else "sklearn"
         metadata = _metadata(ctx, model, stage5, runtime, parity)
+        recipe = serving_recipe(serving_pins(learner_spec(model.plan.learner).package, runtime),
+                                port=ctx.config.deployment.serve.port, project=ctx.config.project.name,
+                                run_id=ctx.run_id)
         card = render_table_card(project=ctx.config.project.name, run_id=ctx.run_id,
                                  dataset=str(record.get("name", dataset.name)), schema=schema, metrics=stage5,
                                  targets=dict(ctx.config.task.targets), runtime=runtime,
-                                 notes=_notes(model, runtime, parity), example=json_row(dataset.test, 0, schema))
+                                 notes=_notes(model, runtime, parity), example=json_row(dataset.test, 0, schema),
+                                 container=recipe.card)
         folder = write_table_bundle(ctx.out_dir / BUNDLE, joblib_file=ctx.input(MODEL_REF), onnx_bytes=onnx_bytes,
-                                    schema=schema, metadata=metadata, model_card=card)
+                                    schema=schema, metadata=metadata, model_card=card, recipe=recipe)
         steps.advance()
         speed = benchmark(load_table_bundle(folder).scores, dataset.test if len(dataset.test) else dataset.val)
         steps.finish()
