@@ -39,7 +39,7 @@ def tiny_config(runs_dir: Path, **sections: Any) -> LoadedConfig:
 def run_tiny(runs_dir: Path, progress: Any = None, **sections: Any) -> Any:
     """Run the tiny workflow; returns the final RunState. ``progress`` gets ``(label, done, total)`` calls."""
     loaded = tiny_config(runs_dir, **sections)
-    return run_workflow(loaded, RunOptions(runs_dir=runs_dir, progress=progress))
+    return run_workflow(loaded, _options(runs_dir, progress))
 
 
 TINY_TABLE: dict[str, Any] = {
@@ -58,4 +58,9 @@ def tiny_table_config(runs_dir: Path, **sections: Any) -> LoadedConfig:
 
 def run_tiny_table(runs_dir: Path, progress: Any = None, **sections: Any) -> Any:
     """Run the tiny table workflow; returns the final RunState. ``progress`` gets ``(label, done, total)`` calls."""
-    return run_workflow(tiny_table_config(runs_dir, **sections), RunOptions(runs_dir=runs_dir, progress=progress))
+    return run_workflow(tiny_table_config(runs_dir, **sections), _options(runs_dir, progress))
+
+
+def _options(runs_dir: Path, progress: Any) -> RunOptions:
+    """Run options writing under ``runs_dir``; the runner's own no-op progress unless one is given."""
+    return RunOptions(runs_dir=runs_dir) if progress is None else RunOptions(runs_dir=runs_dir, progress=progress)
