@@ -116,3 +116,18 @@ def test_param_spec_shapes() -> None:
         ParamSpec(type="int", low=1.5, high=4)
     assert ParamSpec(type="float", low=0, high=1, when={"optimizer": ["sgd", "adamw"]}).when == \
         {"optimizer": ["sgd", "adamw"]}
+
+
+def test_the_draw_order_is_the_same_whatever_order_the_config_wrote_the_space_in() -> None:
+    """A run's saved config has sorted keys: ``reproduce`` must draw the same trials as the YAML did."""
+    specs = {"weight_decay": {"type": "float", "low": 1e-5, "high": 1e-2, "log": True},
+             "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
+             "label_smoothing": {"type": "float", "low": 0.0, "high": 0.2}}
+    written = RefinementConfig(search_space=specs).search_space
+    saved = RefinementConfig(search_space=dict(sorted(specs.items()))).search_space
+    assert list(written) != list(saved)
+    draws = []
+    for space in (written, saved):
+        study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+        draws.append([suggest_params(study.ask(), space) for _ in range(3)])
+    assert draws[0] == draws[1]

@@ -17,7 +17,12 @@ from mlestar.training.plan import PlanChange, TrainingPlan, balanced_class_weigh
 
 
 def draw_order(space: Mapping[str, ParamSpec]) -> list[str]:
-    """Parameter names, each after every parameter its ``when`` names (the config rules out cycles)."""
+    """Parameter names, each after every parameter its ``when`` names (the config rules out cycles).
+
+    Otherwise alphabetical, whatever order the config wrote them in: a seeded sampler's draws
+    depend on the order of the calls, and a run's saved config (sorted keys) must draw what
+    the YAML did, or ``mlestar reproduce`` searches different trials.
+    """
     order: list[str] = []
 
     def place(name: str) -> None:
@@ -26,7 +31,7 @@ def draw_order(space: Mapping[str, ParamSpec]) -> list[str]:
                 place(other)
             order.append(name)
 
-    for name in space:
+    for name in sorted(space):
         place(name)
     return order
 
