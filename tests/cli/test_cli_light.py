@@ -72,16 +72,18 @@ def test_every_command_help_loads_neither_heavy_libraries_nor_the_config_schema(
     commands = sorted(group.commands)  # type: ignore[attr-defined]
     assert {"run", "status", "validate", "schema", "export"} <= set(commands)
     result, output = probe(*([name, "--help"] for name in commands), ["export", "mlflow", "--help"])
-    # pydantic itself: Typer (0.29) converts the app's own options (--quiet, ...) through TypeAdapters
-    assert result == {"exit": [0] * (len(commands) + 1), "loaded": ["pydantic"]}, output
+    assert result["exit"] == [0] * (len(commands) + 1), output
+    # pydantic itself may load: Typer (0.29) converts the app's own options (--quiet, ...) through TypeAdapters
+    assert not {*HEAVY, SCHEMA, RUNNER} & set(result["loaded"]), result  # type: ignore[arg-type]
     assert "--set" in output and "--runs-dir" in output  # the shared option types are in the help
 
 
 def test_status_loads_no_heavy_library_nor_the_config_schema_nor_the_runner(run_copy: tuple[Path, str]) -> None:
     runs_dir, run_id = run_copy
     result, output = probe(["status", "--runs-dir", str(runs_dir)])
-    # pydantic itself: as for a command's --help, Typer converts option values through TypeAdapters
-    assert result == {"exit": [0], "loaded": ["pydantic"]}, output
+    assert result["exit"] == [0], output
+    # pydantic itself may load: as for a command's --help, Typer converts option values through TypeAdapters
+    assert not {*HEAVY, SCHEMA, RUNNER} & set(result["loaded"]), result  # type: ignore[arg-type]
     assert run_id in output and "passed" in output
 
 
