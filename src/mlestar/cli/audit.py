@@ -9,8 +9,6 @@ import typer
 
 from mlestar.cli.common import RunsDir, console, err_console, guarded, resolve_runs_dir
 from mlestar.cli.output import JsonFlag, print_json
-from mlestar.workflow.inspect import find_run
-from mlestar.workflow.reports import audit_report
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +19,9 @@ def register(app: typer.Typer) -> None:
                       = False,
                       runs_dir: RunsDir = None, as_json: JsonFlag = False) -> None:
         """Print the audit trail, or verify it with --verify (exit 1 when the chain is broken)."""
+        from mlestar.workflow.inspect import find_run
+        from mlestar.workflow.reports import audit_report
+
         report = audit_report(find_run(resolve_runs_dir(runs_dir), run), verify=verify)
         if as_json:
             print_json(report)

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from mlestar.errors import ConfigError, MlestarError, from_os_error
 from mlestar.utils.signals import Terminated
-from mlestar.workflow.runner import Outcome
+from mlestar.workflow.layout import Outcome  # not the runner: it imports config, data, stages
 
 console = Console(highlight=False, soft_wrap=True)
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -53,11 +53,18 @@ def verbosity() -> str:
     return str(_output["level"])
 
 
+# Named here, not imported from mlestar.config: that would build the config's pydantic models for every
+# --help. tests/cli/test_cli_light.py keeps it equal to mlestar.config.DEFAULT_CONFIG_NAME.
+DEFAULT_CONFIG_NAME = "mle_star_config.yaml"
 
+# Shared by `mlestar run` and `mlestar validate`: one spelling and one help text for overrides.
+SetOption = Annotated[Optional[list[str]], typer.Option(
+    "--set", "-S", metavar="KEY=VALUE",
+    help="override a config setting, e.g. -S training.epochs=3 (repeatable; VALUE is YAML)")]
 
 RunsDir = Annotated[Optional[Path], typer.Option(
     "--runs-dir", help="folder holding run folders and lineage.db [default: project.runs_dir of "
-                       "./mle_star_config.yaml, else ./runs]", show_default=False)]
+                       f"./{DEFAULT_CONFIG_NAME}, else ./runs]", show_default=False)]
 
 
 def resolve_runs_dir(given: Path | None) -> Path:
@@ -73,8 +80,6 @@ def resolve_runs_dir(given: Path | None) -> Path:
     """
     if given is not None:
         return Path(given)
-    from mlestar.config.loader import DEFAULT_CONFIG_NAME
-
     config = Path(DEFAULT_CONFIG_NAME)
     runs_dir = _configured_runs_dir(config) if config.is_file() else None
     return Path("runs") if runs_dir is None else config.parent / runs_dir
@@ -175,7 +180,7 @@ class ProgressBars:
 def say(line: str) -> None:
     """Progress line from the runner, printed as is (no markup interpretation).
 
-    Under ``--quiet`` only the run's outcome (an :class:`~mlestar.workflow.runner.Outcome`
+    Under ``--quiet`` only the run's outcome (an :class:`~mlestar.workflow.layout.Outcome`
     line: passed, failed, interrupted) is printed; progress lines are dropped.
     """
     if verbosity() == "quiet" and not isinstance(line, Outcome):

@@ -8,8 +8,6 @@ import typer
 
 from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir
 from mlestar.cli.output import JsonFlag, print_json, print_rows
-from mlestar.workflow.compare import compare_runs, format_delta
-from mlestar.workflow.inspect import find_run
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +22,9 @@ def register(app: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """Config values (dotted keys) and metrics that differ between runs; metric changes against the first."""
+        from mlestar.workflow.compare import compare_runs
+        from mlestar.workflow.inspect import find_run
+
         folder = resolve_runs_dir(runs_dir)
         report = compare_runs([find_run(folder, ref) for ref in runs], all_rows=show_all)
         if as_json:
@@ -45,6 +46,8 @@ def _print_config(report: dict[str, Any], ids: list[str]) -> None:
 
 def _print_metrics(report: dict[str, Any], ids: list[str]) -> None:
     """One row per metric: each run's value, and for every run after the first its change against the first."""
+    from mlestar.workflow.compare import format_delta
+
     columns = ["metric", ids[0]]
     for run_id in ids[1:]:
         columns += [run_id, f"change {run_id}"]

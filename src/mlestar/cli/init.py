@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from mlestar.cli.common import console, guarded
-from mlestar.config import DEFAULT_CONFIG_NAME
+from mlestar.cli.common import DEFAULT_CONFIG_NAME, console, guarded
 from mlestar.errors import ConfigError
 from mlestar.utils.io import atomic_write_text
 

@@ -8,8 +8,6 @@ import typer
 
 from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir
 from mlestar.cli.output import JsonFlag, print_json
-from mlestar.workflow.inspect import find_run
-from mlestar.workflow.reports import lineage_report
 
 
 def register(app: typer.Typer) -> None:
@@ -19,6 +17,9 @@ def register(app: typer.Typer) -> None:
                         artifact: Annotated[Optional[str], typer.Argument(help="part of an artifact path")] = None,
                         runs_dir: RunsDir = None, as_json: JsonFlag = False) -> None:
         """Print artifacts with sha256, size, producing stage and consuming stages."""
+        from mlestar.workflow.inspect import find_run
+        from mlestar.workflow.reports import lineage_report
+
         report = lineage_report(find_run(resolve_runs_dir(runs_dir), run), artifact)
         if as_json:
             print_json(report)

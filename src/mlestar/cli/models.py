@@ -9,7 +9,6 @@ from rich.table import Table
 
 from mlestar.cli.common import console, guarded
 from mlestar.cli.output import JsonFlag, print_json
-from mlestar.workflow.reports import models_report
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +21,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonFlag = False,
     ) -> None:
         """List registered models, built at their default width for the given input."""
+        from mlestar.workflow.reports import models_report
+
         report = models_report(image_size=image_size, channels=channels, classes=classes)
         if as_json:
             print_json(report)

@@ -13,13 +13,14 @@ from typing import Annotated, Any, Sequence
 import typer
 
 from mlestar.cli.common import console
-from mlestar.workflow.reports import json_safe
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print one JSON document instead (fields: docs/cli.md)")]
 
 
 def print_json(document: dict[str, Any]) -> None:
     """Write ``document`` to stdout as strict JSON (NaN and infinities as ``null``), nothing else."""
+    from mlestar.workflow.reports import json_safe
+
     typer.echo(json.dumps(json_safe(document), indent=2, allow_nan=False))
 
 

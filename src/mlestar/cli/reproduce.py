@@ -8,9 +8,6 @@ import typer
 
 from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir, say
 from mlestar.cli.output import print_rows
-from mlestar.workflow.inspect import compare_metrics, find_run
-from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
-from mlestar.workflow.state import RunState
 
 
 def register(app: typer.Typer) -> None:
@@ -21,6 +18,10 @@ def register(app: typer.Typer) -> None:
                                                                         "accuracy-type metrics")] = 0.01,
                           runs_dir: RunsDir = None) -> None:
         """Re-execute every stage of RUN's config; exit 1 if a metric moved beyond the tolerance."""
+        from mlestar.workflow.inspect import compare_metrics, find_run
+        from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
+        from mlestar.workflow.state import RunState
+
         run_dir = find_run(resolve_runs_dir(runs_dir), run)
         original = RunState.load(run_dir)
         state = run_workflow(load_run_config(run_dir), RunOptions(runs_dir=run_dir.parent, use_cache=False,

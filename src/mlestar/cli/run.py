@@ -6,24 +6,22 @@ Without CONFIG: ``./mle_star_config.yaml`` when there is one, else the embedded 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Optional, Sequence
 
 import typer
 
-from mlestar.cli.common import ProgressBars, RunsDir, console, guarded, resolve_runs_dir, say
-from mlestar.config import DEFAULT_CONFIG_NAME, LoadedConfig, Override, default_config, load_config, parse_overrides
-from mlestar.config.catalog import normalize_stage
+from mlestar.cli.common import (DEFAULT_CONFIG_NAME, ProgressBars, RunsDir, SetOption, console, guarded,
+                                resolve_runs_dir, say)
 from mlestar.errors import ConfigError
-from mlestar.workflow.inspect import find_run
-from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
 
-# Shared with `mlestar validate`: one spelling and one help text for overrides.
-SetOption = Annotated[Optional[list[str]], typer.Option(
-    "--set", "-S", metavar="KEY=VALUE",
-    help="override a config setting, e.g. -S training.epochs=3 (repeatable; VALUE is YAML)")]
+if TYPE_CHECKING:  # for annotations only: the config (pydantic) is imported when a command runs
+    from mlestar.config import LoadedConfig, Override
 
 
 def _stage(value: str | None) -> str | None:
+    """The canonical stage name of ``--from`` / ``--only`` (aliases allowed), or ``None``."""
+    from mlestar.config.catalog import normalize_stage
+
     if value is None:
         return None
     try:
@@ -42,12 +40,17 @@ def resolve(config: Path | None, resume: str | None, runs_dir: Path | None,
     Raises:
         ConfigError: ``--resume`` together with overrides (a resumed run keeps its config).
     """
+    from mlestar.config import default_config, load_config
+
     if resume is not None:
         if overrides:
             raise ConfigError(f"--resume continues run {resume} with the config it was started with; "
                               f"-S {overrides[0]} would change it halfway",
                               hint="drop -S to resume, or start a new run with the override: "
                                    "mlestar run CONFIG -S KEY=VALUE")
+        from mlestar.workflow.inspect import find_run
+        from mlestar.workflow.runner import load_run_config
+
         run_dir = find_run(resolve_runs_dir(runs_dir), resume)
         return load_run_config(run_dir), run_dir.name
     if config is None:
@@ -74,6 +77,9 @@ def register(app: typer.Typer) -> None:
         overrides: SetOption = None,
     ) -> None:
         """Run the seven MLE-Star stages. Exit 0 when all pass, 1 when a gate runs out of attempts."""
+        from mlestar.config import parse_overrides
+        from mlestar.workflow.runner import RunOptions, run_workflow
+
         loaded, resume_id = resolve(config, resume, runs_dir, parse_overrides(overrides))
         for warning in loaded.warnings:
             console.print(f"warning: {warning}", style="yellow", markup=False)

@@ -9,12 +9,17 @@ from typing import Annotated, Optional
 import typer
 
 from mlestar.cli.common import console, guarded
-from mlestar.config.json_schema import SCHEMA_FILE_NAME, config_json_schema
 from mlestar.utils.io import atomic_write_text
+
+# mlestar.config.json_schema.SCHEMA_FILE_NAME, spelled here for the help text: importing it would build
+# the config's pydantic models for every --help (tests/cli/test_cli_light.py keeps the two equal).
+SCHEMA_FILE_NAME = "mle_star_config.schema.json"
 
 
 def schema_text() -> str:
     """The schema as indented JSON with a final newline (stable across calls: keys keep model order)."""
+    from mlestar.config.json_schema import config_json_schema
+
     return json.dumps(config_json_schema(), indent=2) + "\n"
 
 

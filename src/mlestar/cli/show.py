@@ -8,10 +8,6 @@ import typer
 
 from mlestar.cli.common import RunsDir, console, guarded, resolve_runs_dir
 from mlestar.cli.output import JsonFlag, print_json, print_rows
-from mlestar.config.catalog import METRICS
-from mlestar.workflow.compare import format_metric
-from mlestar.workflow.inspect import find_run
-from mlestar.workflow.reports import show_report
 
 KEY_METRICS = 4  # a stage recorded without a summary shows this many of its metrics instead
 
@@ -22,6 +18,9 @@ def register(app: typer.Typer) -> None:
     def show_command(run: Annotated[str, typer.Argument(help="run id, unique prefix, or 'latest'")],
                      runs_dir: RunsDir = None, as_json: JsonFlag = False) -> None:
         """Show a run: each stage's state, attempts, duration and summary; gates; remedies."""
+        from mlestar.workflow.inspect import find_run
+        from mlestar.workflow.reports import show_report
+
         report = show_report(find_run(resolve_runs_dir(runs_dir), run))
         if as_json:
             print_json(report)
@@ -49,5 +48,8 @@ def _summary(stage: dict[str, Any]) -> str:
 
 def _metrics_text(metrics: dict[str, float | None]) -> str:
     """The first :data:`KEY_METRICS` metrics in catalog order, units applied."""
+    from mlestar.config.catalog import METRICS
+    from mlestar.workflow.compare import format_metric
+
     names = [m for m in METRICS if m in metrics][:KEY_METRICS]
     return ", ".join(f"{m} {format_metric(metrics[m], METRICS[m].unit)}" for m in names)

@@ -8,12 +8,8 @@ from typing import Annotated
 
 import typer
 
-from mlestar.cli.common import console, guarded
-from mlestar.cli.run import SetOption
-from mlestar.config import LoadedConfig, load_config, parse_overrides
-from mlestar.config.summary import invalid_record, summary_lines, validate_record
+from mlestar.cli.common import SetOption, console, guarded
 from mlestar.errors import ConfigError
-from mlestar.workflow.stage import list_stages
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +23,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate a config file and print its limits and gates in words; exit 2 with the key path of every
         problem."""
+        from mlestar.config import load_config, parse_overrides
+        from mlestar.config.summary import summary_lines
+        from mlestar.workflow.stage import list_stages
+
         if as_json:
             _print_json(config, overrides)
             return
@@ -42,8 +42,12 @@ def register(app: typer.Typer) -> None:
 
 def _print_json(config: Path, overrides: list[str] | None) -> None:
     """The record on stdout; an invalid config prints ``"valid": false`` with the error and exits 2."""
+    from mlestar.config import load_config, parse_overrides
+    from mlestar.config.summary import invalid_record, validate_record
+    from mlestar.workflow.stage import list_stages
+
     try:
-        loaded: LoadedConfig = load_config(config, parse_overrides(overrides))
+        loaded = load_config(config, parse_overrides(overrides))
     except ConfigError as exc:
         typer.echo(json.dumps(invalid_record(exc.message, exc.hint), indent=2))
         raise typer.Exit(exc.exit_code) from None

@@ -17,7 +17,7 @@ from mlestar.config.catalog import METRICS
 from mlestar.config.units import format_quantity
 from mlestar.errors import MlestarError
 from mlestar.utils.io import read_json
-from mlestar.workflow.runner import CONFIG_FILE
+from mlestar.workflow.layout import CONFIG_FILE
 from mlestar.workflow.state import RunState
 
 SCHEMA = "mlestar.compare/1"

@@ -11,7 +11,7 @@ from mlestar.config.catalog import METRICS, stage_folder
 from mlestar.errors import RunNotFoundError
 from mlestar.tracking.audit import AuditVerification, verify_audit
 from mlestar.tracking.lineage import LineageDB
-from mlestar.workflow.runner import AUDIT_FILE, LINEAGE_FILE
+from mlestar.workflow.layout import AUDIT_FILE, LINEAGE_FILE
 from mlestar.workflow.state import RUN_FILE, RunState
 
 

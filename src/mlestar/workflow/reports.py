@@ -22,7 +22,7 @@ from mlestar.errors import MlestarError
 from mlestar.tracking.audit import read_records
 from mlestar.workflow.compare import number, saved_config
 from mlestar.workflow.inspect import lineage, list_runs, verify_run_audit
-from mlestar.workflow.runner import AUDIT_FILE
+from mlestar.workflow.layout import AUDIT_FILE
 from mlestar.workflow.state import DONE, RunState
 
 SCHEMAS = {name: f"mlestar.{name}/1" for name in ("status", "show", "lineage", "audit", "models", "compare")}

@@ -38,24 +38,15 @@ from mlestar.workflow.stage import (
     Stage, StageContext, StageResult, create_stage, list_stages, resolve_ref, select_config,
 )
 from mlestar.workflow.guard import confined
+# re-exported: readers import these names from here too (see layout.py's docstring)
+from mlestar.workflow.layout import AUDIT_FILE, CONFIG_FILE, ENVIRONMENT_FILE, LINEAGE_FILE, Outcome
 from mlestar.workflow.liveness import LOCK_FILE, RunLock, is_alive, owner_record
 from mlestar.workflow.state import DONE, RUN_FILE, RunState, StageStatus, recorded_summary
 
-CONFIG_FILE = "config.json"
-LINEAGE_FILE = "lineage.db"
-AUDIT_FILE = "audit.jsonl"
-ENVIRONMENT_FILE = "environment.json"
 STAGING_PREFIX = ".creating-"  # a run folder under construction; renamed to the run id when whole
 DECODING_LABEL = "decoding images"  # progress label of the first, uncached load of an image folder or archive
 
 log = logging.getLogger(__name__)  # DEBUG: each stage's fingerprint parts, cache decision and timing
-
-
-class Outcome(str):
-    """A report line that states how the run ended (passed, failed, interrupted).
-
-    Still a plain ``str`` to every ``report`` callback; a quiet CLI prints only these.
-    """
 
 
 @dataclass
