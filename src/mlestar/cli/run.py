@@ -20,14 +20,9 @@ if TYPE_CHECKING:  # for annotations only: the config (pydantic) is imported whe
 
 def _stage(value: str | None) -> str | None:
     """The canonical stage name of ``--from`` / ``--only`` (aliases allowed), or ``None``."""
-    from mlestar.config.catalog import normalize_stage
+    from mlestar.config.catalog import stage_option
 
-    if value is None:
-        return None
-    try:
-        return normalize_stage(value)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    return stage_option(value)
 
 
 def resolve(config: Path | None, resume: str | None, runs_dir: Path | None,

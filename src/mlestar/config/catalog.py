@@ -66,6 +66,22 @@ def normalize_stage(raw: str) -> str:
     raise ValueError(f"unknown stage {raw!r}{suggest(key, [*STAGE_ORDER, *_STAGE_ALIASES])}")
 
 
+def stage_option(value: str | None) -> str | None:
+    """:func:`normalize_stage` for a user's ``--from``/``--only`` (or ``from_stage=``): ``None`` stays ``None``.
+
+    Raises:
+        ConfigError: the name is unknown (with the suggestion).
+    """
+    from mlestar.errors import ConfigError
+
+    if value is None:
+        return None
+    try:
+        return normalize_stage(value)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """Return ``"; did you mean 'x'?"`` for the closest choice, or ``''``."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)

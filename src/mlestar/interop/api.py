@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mlestar.config import LoadedConfig, MlestarConfig, build_config, default_config, load_config
-from mlestar.config.catalog import normalize_stage, stage_folder
-from mlestar.errors import ConfigError, InteropError
+from mlestar.config.catalog import normalize_stage, stage_folder, stage_option
+from mlestar.errors import InteropError
 from mlestar.workflow.inspect import find_run, list_runs
 from mlestar.workflow.runner import RunOptions, load_run_config, run_workflow
 from mlestar.workflow.state import RunState
@@ -135,7 +135,7 @@ def run(config: ConfigLike = None, *, runs_dir: str | Path | None = None, from_s
             is not an error: the returned run's ``status`` is ``"failed"``.
     """
     options = RunOptions(runs_dir=None if runs_dir is None else Path(runs_dir), resume=resume,
-                         from_stage=_stage(from_stage), only_stage=_stage(only), use_cache=use_cache,
+                         from_stage=stage_option(from_stage), only_stage=stage_option(only), use_cache=use_cache,
                          report=report or (lambda line: None))
     loaded = _loaded(config, resume, options.runs_dir)
     state = run_workflow(loaded, options)
@@ -160,11 +160,3 @@ def _loaded(config: ConfigLike, resume: str | None, runs_dir: Path | None) -> Lo
         return LoadedConfig(config=build_config(dict(config)))
     return load_config(Path(config))
 
-
-def _stage(value: str | None) -> str | None:
-    if value is None:
-        return None
-    try:
-        return normalize_stage(value)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
