@@ -1,0 +1,236 @@
+"""Time each part of stage 5 (results evaluation) on a CIFAR-10-sized job, against one training epoch.
+
+Usage (from the repository root):
+  .venv/bin/python benchmarks/stage5.py                 # CIFAR-10 JPEG test split (10,000), airbench_s
+  .venv/bin/python benchmarks/stage5.py --limit 500     # quick check: 500 test and 500 training images
+  .venv/bin/python benchmarks/stage5.py --synthetic     # random 32x32x3 uint8 images of the same counts
+  .venv/bin/python benchmarks/stage5.py --whole 2       # also the real stage, twice: `mlestar run --only evaluation`
+
+Parts (in this process, a freshly initialised ``airbench_s``: speed does not depend on the
+weights): the split check (stage 1's hashes), test tensors, the plain pass, the extra TTA
+views (flip + 1px translate, the airbench recipe's), the metrics, efficiency (as the stage
+calls it), each plot, brightness subsets and the top mistakes. Their sum is stage 5's work;
+the baseline is one training epoch of the same model (the fit loop, batch 256, the airbench
+recipe) on the training split, measured in the same process. Printed: seconds per part,
+the sum, the ratio to one epoch, and the ratio to ``--epochs`` epochs (6 by default: the
+15-minute preset's airbench_s run in docs/benchmarks.md).
+
+``--whole N`` also runs the real stage N times through the CLI (stages 1-4 made once
+first with 50 training images per class and 1 epoch, so the test split is the full
+10,000): each line is the stage's own duration from ``run.json``, loading, split check and
+report files included.
+
+Before/after: the script uses only public functions that existed at commit b85fd65
+(``mlestar.stages.s5_evaluation.write_visuals`` / ``brightness_subsets`` / ``top_mistakes``,
+``mlestar.evaluation``); efficiency is measured as the stage measures it in the checkout
+being timed (``s5_evaluation.measure_efficiency`` where it exists, else the call stage 5
+made at b85fd65). To time an older checkout, run this file with that checkout's sources
+first on the path, e.g.:
+  git worktree add /tmp/before b85fd65
+  PYTHONPATH=/tmp/before/src .venv/bin/python benchmarks/stage5.py --whole 2   # before
+  PYTHONPATH=$PWD/src        .venv/bin/python benchmarks/stage5.py --whole 2   # after
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
+MODEL = "airbench_s"
+TTA = "flip_translate"
+CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+class Timer:
+    """Seconds per named part, in the order first timed."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def part(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def wrap(self, module: Any, attribute: str) -> None:
+        """Time every call of ``module.attribute`` (a plot function the stage imports at call time)."""
+        original = getattr(module, attribute)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self.part(f"  plot: {attribute.removeprefix('plot_')}"):
+                return original(*args, **kwargs)
+
+        setattr(module, attribute, timed)
+
+
+def load_data(args: argparse.Namespace) -> Any:
+    """The dataset: the CIFAR-10 JPEG archive, or synthetic images of the same shape and counts."""
+    from mlestar.config.schema import DataConfig
+    from mlestar.data.dataset import ImageDataset, ImageSplit
+    from mlestar.data.sources import load_dataset
+
+    if not args.synthetic:
+        dataset = load_dataset(DataConfig(source="imagefolder", path=args.archive), seed=0)
+    else:
+        rng = np.random.default_rng(0)
+
+        def split(n: int) -> ImageSplit:
+            return ImageSplit(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8),
+                              rng.integers(0, 10, n).astype(np.int64))
+
+        dataset = ImageDataset("synthetic", split(45_000), split(5_000), split(10_000), CLASS_NAMES, "synthetic")
+    if args.limit:
+        import dataclasses
+
+        keep = np.sort(np.random.default_rng(0).permutation(len(dataset.test))[:args.limit])
+        train = np.sort(np.random.default_rng(1).permutation(len(dataset.train))[:args.limit])
+        dataset = dataclasses.replace(dataset, test=dataset.test.subset(keep), train=dataset.train.subset(train))
+    return dataset
+
+
+def fresh_model() -> torch.nn.Module:
+    from mlestar.models import create_model
+
+    torch.manual_seed(0)
+    return create_model(MODEL, num_classes=10, in_channels=3, image_size=32)
+
+
+def stage_efficiency(model: torch.nn.Module, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """Efficiency exactly as the checkout's stage 5 measures it."""
+    from mlestar.stages import s5_evaluation
+
+    if hasattr(s5_evaluation, "measure_efficiency"):
+        return s5_evaluation.measure_efficiency(model, shape)
+    from mlestar.evaluation.efficiency import efficiency_report  # the call stage 5 made at b85fd65
+
+    return efficiency_report(model, shape, latency_seconds=2.0, throughput_seconds=1.0)
+
+
+def time_parts(dataset: Any, timer: Timer) -> dict[str, Any]:
+    """Run stage 5's work part by part; returns the efficiency record (what it says it measured)."""
+    from mlestar.data.dataset import differing_splits, split_hash
+    from mlestar.evaluation import plots
+    from mlestar.evaluation.metrics import classification_metrics
+    from mlestar.stages.s5_evaluation import brightness_subsets, top_mistakes, write_visuals
+    from mlestar.training.loop import evaluate_logits, split_to_tensors
+    from mlestar.training.tta import tta_logits
+
+    hashes = {name: split_hash(getattr(dataset, name)) for name in ("train", "val", "test")}
+    prep = dataset.preprocessing()
+    model = fresh_model().to(memory_format=torch.channels_last)
+    with timer.part("split check (stage 1 hashes)"):
+        assert not differing_splits(dataset, hashes)
+    with timer.part("test tensors"):
+        x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
+    with timer.part("plain pass"):
+        logits = evaluate_logits(model, x, channels_last=True)
+    with timer.part("extra TTA views (5)"):
+        tta = tta_logits(model, x, TTA, channels_last=True, plain_logits=logits)
+    with timer.part("metrics"):
+        probs = torch.softmax(logits, 1).numpy()
+        metrics = classification_metrics(dataset.test.labels, probs, list(dataset.class_names))
+        float((tta.argmax(1).numpy() == dataset.test.labels).mean())
+    with timer.part("efficiency"):
+        eff = stage_efficiency(model, (3, 32, 32))
+    for name in ("plot_confusion_matrix", "plot_reliability_diagram", "plot_misclassified"):
+        timer.wrap(plots, name)
+    with tempfile.TemporaryDirectory() as out, timer.part("plots (all)"):
+        write_visuals(Path(out), metrics, probs, dataset, 32)
+    with timer.part("brightness subsets"):
+        brightness_subsets(dataset, probs, [85.0, 170.0])
+    with timer.part("top mistakes"):
+        top_mistakes(dataset, probs, 20)
+    return eff
+
+
+def epoch_seconds(dataset: Any) -> float:
+    """One training epoch of the same model (the fit loop only: no loading, no evaluation)."""
+    from mlestar.training.loop import fit, split_to_tensors
+    from mlestar.training.plan import TrainingPlan, spec_from_plan
+    from mlestar.training.recipes import airbench_settings
+
+    prep = dataset.preprocessing()
+    train = split_to_tensors(dataset.train, prep, torch.device("cpu"))
+    val = split_to_tensors(dataset.val.subset(np.arange(min(256, len(dataset.val)))), prep, torch.device("cpu"))
+    plan = TrainingPlan(**{**airbench_settings(256, device="cpu"), "epochs": 1}, model=MODEL, recipe="airbench",
+                        width=32, image_size=32, in_channels=3, num_classes=10, flip_safe=True,
+                        class_weighting="none", precision="fp32", device="cpu", seed=0)
+    return fit(fresh_model(), train, val, spec_from_plan(plan), tensorboard=False).training_time
+
+
+def whole_stage(args: argparse.Namespace, repeats: int) -> list[float]:
+    """The real stage 5's duration (run.json), ``repeats`` times, through ``mlestar run --only evaluation``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        config = root / "stage5.yaml"
+        config.write_text(f"project: {{name: stage5-bench}}\nseed: 0\n"
+                          f"data: {{source: imagefolder, path: {args.archive}, max_per_class: 50}}\n"
+                          f"training: {{model: {MODEL}, epochs: 1}}\nevaluation: {{tta: {TTA}}}\n")
+        env = {**os.environ, "MLESTAR_CACHE_DIR": str(root / "cache")}
+        for stage in ("situation_analysis", "task_definition", "action_planning", "implementation"):
+            cli_only(config, root / "runs", env, stage)
+        return [cli_only(config, root / "runs", env, "evaluation") for _ in range(repeats)]
+
+
+def cli_only(config: Path, runs: Path, env: dict[str, str], stage: str) -> float:
+    """``mlestar run CONFIG --only STAGE`` in a fresh process; the stage's duration from run.json."""
+    subprocess.run([sys.executable, "-m", "mlestar", "run", str(config), "--only", stage, "--runs-dir", str(runs)],
+                   check=True, env=env, stdout=subprocess.DEVNULL)
+    newest = max((p for p in runs.iterdir() if (p / "run.json").exists()), key=lambda p: p.stat().st_mtime)
+    return float(json.loads((newest / "run.json").read_text())["stages"][stage]["duration"])
+
+
+def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_train: int,
+           eff: dict[str, Any]) -> None:
+    total = sum(v for k, v in timer.seconds.items() if not k.startswith("  "))
+    print(f"stage 5 parts ({MODEL}, {n_test} test images, TTA {TTA}, torch threads {torch.get_num_threads()}):")
+    for name, seconds in timer.seconds.items():
+        print(f"  {name:32s} {seconds:8.2f} s")
+    print(f"  {'sum':32s} {total:8.2f} s")
+    measured = eff.get("measured")
+    print(f"efficiency measured on: {json.dumps(measured) if measured else 'time caps (2 s latency, 1 s throughput)'}")
+    print(f"one training epoch ({n_train} images, batch 256): {epoch:.2f} s")
+    print(f"ratio stage 5 / one epoch: {total / epoch:.1%}; / {args.epochs} epochs: {total / (epoch * args.epochs):.1%}"
+          + ("  (--limit: test and train sizes differ from a real run; run without it for the real ratio)"
+             if args.limit else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--archive", type=Path, default=ARCHIVE)
+    parser.add_argument("--synthetic", action="store_true", help="random images instead of the archive")
+    parser.add_argument("--limit", type=int, default=None, help="N test and N training images (quick check)")
+    parser.add_argument("--epochs", type=int, default=6, help="epochs of the run to compare with (default 6)")
+    parser.add_argument("--whole", type=int, default=0, metavar="N", help="also time the real stage N times")
+    args = parser.parse_args()
+    dataset = load_data(args)
+    timer = Timer()
+    eff = time_parts(dataset, timer)
+    epoch = epoch_seconds(dataset)
+    report(timer, epoch, args, len(dataset.test), len(dataset.train), eff)
+    if args.whole:
+        durations = whole_stage(args, args.whole)
+        print(f"real stage 5 (mlestar run --only evaluation, 10,000 test images): "
+              + ", ".join(f"{d:.2f} s" for d in durations)
+              + f"; best / {args.epochs} epochs of the epoch above: {min(durations) / (epoch * args.epochs):.1%}"
+              + ("  (epoch measured under --limit: not comparable)" if args.limit else ""))
+
+
+if __name__ == "__main__":
+    main()
