@@ -8,6 +8,8 @@ import torch
 from torch import nn
 
 from mlestar.evaluation import (
+    EfficiencySample,
+    batch_throughput,
     count_flops,
     efficiency_report,
     measure_latency,
@@ -15,7 +17,9 @@ from mlestar.evaluation import (
     model_size_bytes,
     num_params,
     peak_memory_bytes,
+    probed_latency,
 )
+from mlestar.evaluation import efficiency as efficiency_module
 
 
 def tiny_net() -> nn.Module:
@@ -83,14 +87,80 @@ def test_peak_memory_is_at_least_current_rss() -> None:
     assert peak_memory_bytes() >= 0.9 * psutil.Process().memory_info().rss
 
 
+def batch_sizes_seen(model: nn.Module) -> list[int]:
+    """A spy: the batch size of every forward pass ``model`` makes from now on."""
+    sizes: list[int] = []
+    model.register_forward_hook(lambda module, inputs, output: sizes.append(inputs[0].shape[0]))
+    return sizes
+
+
 def test_efficiency_report() -> None:
     model = tiny_net()
-    report = efficiency_report(model, (1, 8, 8), batch_size=16, latency_seconds=0.5, throughput_seconds=0.1)
+    report = efficiency_report(model, (1, 8, 8), sample=EfficiencySample(latency_calls=5, throughput_batch=16))
     assert set(report) == {"num_params", "model_size_bytes", "flops", "latency_p50", "latency_p95",
-                           "throughput", "peak_memory"}
+                           "throughput", "peak_memory", "measured"}
     assert report["num_params"] == sum(p.numel() for p in model.parameters())
     assert report["flops"] == count_flops(model, (1, 8, 8))
-    assert all(value > 0 for value in report.values())
+    assert all(value > 0 for key, value in report.items() if key != "measured")
+    assert report["latency_p95"] >= report["latency_p50"]
+
+
+def test_efficiency_report_runs_exactly_the_sample_it_states() -> None:
+    model = tiny_net()
+    sizes = batch_sizes_seen(model)
+    sample = EfficiencySample(latency_probes=2, latency_calls=7, warmup=2, throughput_batch=12, throughput_batches=4)
+    measured = efficiency_report(model, (1, 8, 8), sample=sample)["measured"]
+    assert measured["latency_calls"] == 14 and measured["latency_probes"] == 2
+    assert measured["throughput_batch"] == 12 and measured["throughput_batches"] == 4
+    # warm-up + 2 probes x 7 timed batch-1 passes, 1 batch-1 pass for FLOPs, then 1 + 4 passes of 12 images
+    assert sizes.count(1) == 2 + 14 + 1
+    assert sizes.count(12) == 1 + 4
+    assert len(sizes) == 2 + 14 + 1 + 1 + 4
+
+
+def test_efficiency_report_work_is_fixed_whatever_the_model_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A model that "takes" 1 s per pass: the former time caps cut it short; the sample does not.
+    monkeypatch.setattr(efficiency_module, "_timed_forward", lambda model, x: model(x) is None or 1.0)
+    model = tiny_net()
+    sizes = batch_sizes_seen(model)
+    report = efficiency_report(model, (1, 8, 8))
+    default = EfficiencySample()
+    assert len(sizes) == default.warmup + default.latency_probes * default.latency_calls + 1 \
+        + 1 + default.throughput_batches
+    assert report["measured"]["latency_calls"] == 60
+    assert report["latency_p50"] == report["latency_p95"] == 1.0
+    assert report["throughput"] == default.throughput_batch / 1.0
+
+
+def test_probed_latency_reports_the_quietest_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Probe 1 hits a busy machine (every call 9 ms, one 50 ms); probe 2 is quiet (every call 2 ms).
+    timings = iter([0.009] * 9 + [0.050] + [0.002] * 10)
+    monkeypatch.setattr(efficiency_module, "_timed_forward", lambda model, x: next(timings))
+    latency = probed_latency(tiny_net(), (1, 8, 8), probes=2, calls=10, warmup=0)
+    assert latency == {"p50": pytest.approx(0.002), "p95": pytest.approx(0.002), "mean": pytest.approx(0.002)}
+
+
+def test_probed_latency_keeps_each_probes_slow_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The p95 is the chosen probe's own (not the fastest calls pooled): its slow call lifts it above the median.
+    timings = iter(([0.001] * 19 + [0.011]) * 2)
+    monkeypatch.setattr(efficiency_module, "_timed_forward", lambda model, x: next(timings))
+    latency = probed_latency(tiny_net(), (1, 8, 8), probes=2, calls=20, warmup=0)
+    assert latency["p50"] == pytest.approx(0.001)
+    # numpy's linear interpolation at rank 0.95 * 19 = 18.05: 5% of the way from the 19th to the 20th value
+    assert latency["p95"] == pytest.approx(0.001 + 0.05 * 0.010)
+
+
+def test_batch_throughput_takes_the_fastest_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    timings = iter([5.0, 0.5, 0.25, 1.0])  # untimed warm-up, then three timed passes
+    monkeypatch.setattr(efficiency_module, "_timed_forward", lambda model, x: next(timings))
+    assert batch_throughput(tiny_net(), (1, 8, 8), batch_size=10, batches=3) == pytest.approx(40.0)
+
+
+def test_batch_throughput_and_sample_refuse_zero() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        batch_throughput(tiny_net(), (1, 8, 8), batches=0)
+    with pytest.raises(ValueError, match="latency_calls"):
+        EfficiencySample(latency_calls=0)
 
 
 def test_no_grad_graph_is_built() -> None:

@@ -1,6 +1,8 @@
 """Evaluation: classification metrics and calibration, report figures, efficiency measurements."""
 
 from mlestar.evaluation.efficiency import (
+    EfficiencySample,
+    batch_throughput,
     count_flops,
     efficiency_report,
     measure_latency,
@@ -8,6 +10,7 @@ from mlestar.evaluation.efficiency import (
     model_size_bytes,
     num_params,
     peak_memory_bytes,
+    probed_latency,
 )
 from mlestar.evaluation.metrics import classification_metrics, expected_calibration_error, most_confused_pairs
 from mlestar.evaluation.plots import (
@@ -20,6 +23,8 @@ from mlestar.evaluation.plots import (
 )
 
 __all__ = [
+    "EfficiencySample",
+    "batch_throughput",
     "classification_metrics",
     "count_flops",
     "efficiency_report",
@@ -30,6 +35,7 @@ __all__ = [
     "most_confused_pairs",
     "num_params",
     "peak_memory_bytes",
+    "probed_latency",
     "plot_class_distribution",
     "plot_confusion_matrix",
     "plot_misclassified",
