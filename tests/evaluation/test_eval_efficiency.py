@@ -108,7 +108,8 @@ def test_efficiency_report() -> None:
 def test_efficiency_report_runs_exactly_the_sample_it_states() -> None:
     model = tiny_net()
     sizes = batch_sizes_seen(model)
-    sample = EfficiencySample(latency_probes=2, latency_calls=7, warmup=2, throughput_batch=12, throughput_batches=4)
+    sample = EfficiencySample(latency_probes=2, latency_calls=7, latency_seconds=float("inf"), warmup=2,
+                              throughput_batch=12, throughput_batches=4)
     measured = efficiency_report(model, (1, 8, 8), sample=sample)["measured"]
     assert measured["latency_calls"] == 14 and measured["latency_probes"] == 2
     assert measured["throughput_batch"] == 12 and measured["throughput_batches"] == 4
@@ -118,13 +119,13 @@ def test_efficiency_report_runs_exactly_the_sample_it_states() -> None:
     assert len(sizes) == 2 + 14 + 1 + 1 + 4
 
 
-def test_efficiency_report_work_is_fixed_whatever_the_model_costs(monkeypatch: pytest.MonkeyPatch) -> None:
-    # A model that "takes" 1 s per pass: the former time caps cut it short; the sample does not.
+def test_efficiency_report_never_cuts_a_probe_short(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Passes timed at 1 s each: the former caps stopped after 5 calls; a probe always runs its 20.
     monkeypatch.setattr(efficiency_module, "_timed_forward", lambda model, x: model(x) is None or 1.0)
     model = tiny_net()
     sizes = batch_sizes_seen(model)
-    report = efficiency_report(model, (1, 8, 8))
-    default = EfficiencySample()
+    default = EfficiencySample(latency_seconds=float("inf"))  # every probe, however loaded the test machine
+    report = efficiency_report(model, (1, 8, 8), sample=default)
     assert len(sizes) == default.warmup + default.latency_probes * default.latency_calls + 1 \
         + 1 + default.throughput_batches
     assert report["measured"]["latency_calls"] == 60
@@ -132,12 +133,22 @@ def test_efficiency_report_work_is_fixed_whatever_the_model_costs(monkeypatch: p
     assert report["throughput"] == default.throughput_batch / 1.0
 
 
+def test_efficiency_report_states_the_probes_its_time_allowed() -> None:
+    # With no time for a second probe, the first still runs whole and the record says one ran.
+    model = tiny_net()
+    sizes = batch_sizes_seen(model)
+    report = efficiency_report(model, (1, 8, 8), sample=EfficiencySample(latency_seconds=0.0, warmup=3))
+    assert report["measured"]["latency_probes"] == 1 and report["measured"]["latency_calls"] == 20
+    assert sizes.count(1) == 3 + 20 + 1  # warm-up, one probe, the FLOPs pass
+
+
 def test_probed_latency_reports_the_quietest_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     # Probe 1 hits a busy machine (every call 9 ms, one 50 ms); probe 2 is quiet (every call 2 ms).
     timings = iter([0.009] * 9 + [0.050] + [0.002] * 10)
     monkeypatch.setattr(efficiency_module, "_timed_forward", lambda model, x: next(timings))
     latency = probed_latency(tiny_net(), (1, 8, 8), probes=2, calls=10, warmup=0)
-    assert latency == {"p50": pytest.approx(0.002), "p95": pytest.approx(0.002), "mean": pytest.approx(0.002)}
+    assert latency == {"p50": pytest.approx(0.002), "p95": pytest.approx(0.002), "mean": pytest.approx(0.002),
+                       "probes": 2}
 
 
 def test_probed_latency_keeps_each_probes_slow_calls(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,24 +27,25 @@ _MIN_REPEATS = 5  # fewer timings than this make p95 meaningless
 class EfficiencySample:
     """How much :func:`efficiency_report` runs the model: fixed counts, so its cost is bounded and stated.
 
-    The work is the same on every machine and for every dataset size (it never touches the
-    data): ``warmup + latency_probes * latency_calls`` batch-1 passes and ``1 +
-    throughput_batches`` passes of ``throughput_batch`` images. On CIFAR-10's airbench_s on a
-    2-core CPU that is about 0.5 s, where the former time caps (2 s of latency, 1 s of
-    throughput, each after its warm-up) cost about 3 s of stage 5.
+    The work does not grow with the data (it never touches it): ``warmup`` batch-1 passes,
+    up to ``latency_probes`` probes of exactly ``latency_calls`` timed batch-1 passes, then
+    ``1 + throughput_batches`` passes of ``throughput_batch`` images. The first probe always
+    runs whole; the others only while ``latency_seconds`` have not passed, so a slow model or a
+    loaded machine costs one probe, not three (what ran is stated under ``measured``).
     """
 
     latency_probes: int = 3  # several probes: one that a busy moment of the machine slowed is outvoted
     latency_calls: int = 20  # timed batch-1 passes per probe; p95 of 20 lies between the two slowest
+    latency_seconds: float = 2.0  # no further probe starts after this (the former cap on the latency timing)
     warmup: int = 3  # untimed batch-1 passes first (allocator, oneDNN primitives, cuDNN choice)
     throughput_batch: int = 64  # images per throughput pass
     throughput_batches: int = 3  # timed passes of that batch, after one untimed one; the fastest counts
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if value < (0 if name == "warmup" else 1):
-                raise ValueError(f"EfficiencySample.{name} must be at least {0 if name == 'warmup' else 1}, "
-                                 f"got {value}")
+            least = 0 if name in ("warmup", "latency_seconds") else 1
+            if value < least:
+                raise ValueError(f"EfficiencySample.{name} must be at least {least}, got {value}")
 
 
 def num_params(model: nn.Module) -> int:
@@ -162,18 +163,22 @@ def measure_throughput(model: nn.Module, input_shape: tuple[int, int, int], batc
 
 
 def probed_latency(model: nn.Module, input_shape: tuple[int, int, int], *, probes: int = 3, calls: int = 20,
-                   warmup: int = 3) -> dict[str, float]:
-    """Batch-1 latency from ``probes`` probes of exactly ``calls`` timed passes: the quietest probe's numbers.
+                   warmup: int = 3, max_seconds: float = float("inf")) -> dict[str, float]:
+    """Batch-1 latency from up to ``probes`` probes of exactly ``calls`` timed passes: the quietest probe's numbers.
 
-    Returns ``{"p50", "p95", "mean"}`` (seconds) of the probe with the lowest p95. Other
-    processes on the machine only ever add time, so the lowest probe is the estimate of what
-    the model costs, as in :func:`mlestar.tuning.objective.confirmed_latency`; one probe that a
-    busy moment slowed is outvoted, yet every probe's p95 still covers its own slowest calls.
-    ``warmup`` untimed passes run before the first probe only.
+    Returns ``{"p50", "p95", "mean"}`` (seconds) of the probe with the lowest p95, and
+    ``"probes"``, how many ran. Other processes on the machine only ever add time, so the
+    lowest probe is the estimate of what the model costs, as in
+    :func:`mlestar.tuning.objective.confirmed_latency`; one probe that a busy moment slowed is
+    outvoted, yet the chosen probe's p95 still covers its own slowest calls. ``warmup``
+    untimed passes run before the first probe only; the first probe always runs whole, a
+    later one only while ``max_seconds`` have not passed since the start.
     """
-    results = [measure_latency(model, input_shape, warmup=warmup if probe == 0 else 0, repeats=calls,
-                               max_seconds=float("inf")) for probe in range(probes)]
-    return min(results, key=lambda result: result["p95"])
+    deadline = time.perf_counter() + max_seconds
+    results = [measure_latency(model, input_shape, warmup=warmup, repeats=calls, max_seconds=float("inf"))]
+    while len(results) < probes and time.perf_counter() < deadline:
+        results.append(measure_latency(model, input_shape, warmup=0, repeats=calls, max_seconds=float("inf")))
+    return {**min(results, key=lambda result: result["p95"]), "probes": float(len(results))}
 
 
 def batch_throughput(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int = 64,
@@ -224,11 +229,12 @@ def efficiency_report(model: nn.Module, input_shape: tuple[int, int, int], *,
     ``peak_memory`` (bytes, this process's peak RSS, measured last so it
     includes the runs above) and ``measured``: what was run, so a reader
     knows the sample behind each number (``latency_calls`` timed passes in
-    ``latency_probes`` probes, ``throughput_batch`` images times
-    ``throughput_batches`` timed passes, each after its ``warmup``).
+    the ``latency_probes`` probes that ran, ``throughput_batch`` images times
+    ``throughput_batches`` timed passes, each after its warm-up).
     """
     latency = probed_latency(model, input_shape, probes=sample.latency_probes, calls=sample.latency_calls,
-                             warmup=sample.warmup)
+                             warmup=sample.warmup, max_seconds=sample.latency_seconds)
+    probes = int(latency["probes"])
     report: dict[str, Any] = {
         "num_params": num_params(model),
         "model_size_bytes": model_size_bytes(model),
@@ -240,8 +246,8 @@ def efficiency_report(model: nn.Module, input_shape: tuple[int, int, int], *,
     }
     report["peak_memory"] = peak_memory_bytes()
     report["measured"] = {"input_shape": list(input_shape), "latency_batch": 1,
-                          "latency_calls": sample.latency_probes * sample.latency_calls,
-                          "latency_probes": sample.latency_probes, "latency_warmup": sample.warmup,
+                          "latency_calls": probes * sample.latency_calls, "latency_probes": probes,
+                          "latency_warmup": sample.warmup,
                           "throughput_batch": sample.throughput_batch,
                           "throughput_batches": sample.throughput_batches, "throughput_warmup": 1,
                           "estimate": "the probe with the lowest p95; the fastest throughput pass"}

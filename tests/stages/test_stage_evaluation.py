@@ -1,0 +1,68 @@
+"""Stage 5 (images): one pass over the test split per TTA view, and efficiency from a stated, fixed sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlestar.evaluation.efficiency import EfficiencySample
+
+OUT = "05_evaluation"
+
+
+def test_efficiency_json_states_the_sample_behind_its_numbers(finished_run: tuple[Path, str]) -> None:
+    runs_dir, run_id = finished_run
+    folder = runs_dir / run_id / OUT
+    eff = json.loads((folder / "efficiency.json").read_text())
+    measured, default = eff["measured"], EfficiencySample()
+    assert measured["throughput_batch"] == default.throughput_batch == 64
+    assert measured["throughput_batches"] == default.throughput_batches == 3
+    assert 1 <= measured["latency_probes"] <= default.latency_probes
+    assert measured["latency_calls"] == measured["latency_probes"] * default.latency_calls
+    assert measured["input_shape"] == [1, 8, 8]  # digits: gray 8x8
+    assert json.loads((folder / "metrics.json").read_text())["efficiency"] == eff
+    assert (f"(batch 64, best of 3 passes; latency: {measured['latency_calls']} calls in "
+            f"{measured['latency_probes']} probes)") in (folder / "report.md").read_text()
+
+
+def test_stage_5_passes_the_test_split_once_per_tta_view(run_copy: tuple[Path, str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from tiny_workflow import tiny_config
+
+    import mlestar.evaluation.efficiency as efficiency
+    import mlestar.training.loop as loop
+    import mlestar.training.tta as tta
+    from mlestar.workflow.runner import RunOptions, run_workflow
+
+    passes: list[int] = []  # rows of every batched pass through the model (evaluate_logits)
+    samples: list[EfficiencySample] = []
+    original, report = loop.evaluate_logits, efficiency.efficiency_report
+
+    def counted(model: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        passes.append(len(x))
+        return original(model, x, *args, **kwargs)
+
+    def spied(model: Any, shape: Any, *, sample: EfficiencySample = EfficiencySample()) -> dict[str, Any]:
+        samples.append(sample)
+        return report(model, shape, sample=sample)
+
+    monkeypatch.setattr(loop, "evaluate_logits", counted)
+    monkeypatch.setattr(tta, "evaluate_logits", counted)
+    monkeypatch.setattr(efficiency, "efficiency_report", spied)
+    runs_dir, _ = run_copy
+    state = run_workflow(tiny_config(runs_dir, evaluation={"tta": "flip_translate"}),
+                         RunOptions(runs_dir=runs_dir, only_stage="evaluation"))
+    metrics = json.loads((runs_dir / state.run_id / OUT / "metrics.json").read_text())
+    splits = json.loads((runs_dir / state.run_id / "01_situation_analysis" / "dataset.json").read_text())["splits"]
+    n_test = metrics["n"]
+    assert n_test == splits["test"]["size"] != splits["val"]["size"]  # so a pass's size says which split it read
+    assert metrics["tta"]["kind"] == "flip_translate"
+    # the plain pass, its mirror, and two 1-pixel shifts with their mirrors: six, each over the whole split;
+    # every metric, the gallery, the reliability diagram and the subsets reuse them (a validation pass,
+    # e.g. for calibration, is not counted here)
+    assert [rows for rows in passes if rows == n_test] == [n_test] * 6
+    assert all(rows in (n_test, splits["val"]["size"]) for rows in passes)
+    assert samples == [EfficiencySample()]
