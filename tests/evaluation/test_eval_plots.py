@@ -127,3 +127,28 @@ def test_sample_grid_caps_rows(tmp_path: Path) -> None:
     names = [f"c{i}" for i in range(300)]
     path = tmp_path / "grid.png"
     assert_png(path, plot_sample_grid(images, np.arange(300), names, path, per_class=2, max_classes=5))
+
+
+def test_misclassified_gallery_is_drawn_once(tmp_path: Path, images: np.ndarray, labels: np.ndarray,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # One axes that fills the canvas needs no cropping, so no second draw to measure the figure.
+    from matplotlib.figure import Figure
+
+    draws: list[int] = []
+    original = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda fig, renderer: draws.append(1) or original(fig, renderer))
+    pred = (labels + 1) % 3
+    path = tmp_path / "wrong.png"
+    assert_png(path, plot_misclassified(images, labels, pred, np.linspace(0.3, 0.99, 40), NAMES, path))
+    assert len(draws) == 1
+
+
+def test_misclassified_mosaic_holds_each_tile_at_its_origin() -> None:
+    from mlestar.evaluation.plots import _titled_mosaic
+
+    tiles = np.random.default_rng(0).integers(0, 256, size=(11, 6, 5, 3), dtype=np.uint8)
+    mosaic, origins = _titled_mosaic(tiles, cols=4)
+    assert len(origins) == 11 and origins[4][1] == 0 and origins[4][0] > origins[3][0]  # row 2 starts left
+    for (top, left), tile in zip(origins, tiles):
+        assert np.array_equal(mosaic[top:top + 6, left:left + 5], tile)
+    assert (mosaic[:origins[0][0]] == 255).all()  # the title band above the first row is white
