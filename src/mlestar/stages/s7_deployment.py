@@ -363,7 +363,7 @@ def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], pre
 def _calibration_line(calibration: dict[str, Any]) -> str:
     """The model card's line on calibration: T, where it comes from, and that the probabilities use it."""
     return (f"probabilities are calibrated by temperature scaling: every model file divides its logits by "
-            f"T = {calibration['temperature']:.4f} ({calibration['source']}); predicted classes are unchanged")
+            f"T = {calibration['temperature']:.4f}, from {calibration['source']}; predicted classes are unchanged")
 
 
 def _quant_line(prepared: Prepared) -> str:
