@@ -32,7 +32,7 @@ from mlestar.config.schema import DataConfig
 from mlestar.data.dataset import ImageSplit
 from mlestar.data.sources import load_dataset
 from mlestar.training.loop import fit, split_to_tensors
-from mlestar.training.plan import build_model, spec_from_plan
+from mlestar.training.plan import TrainingPlan, build_model, spec_from_plan
 from mlestar.training.recipes import airbench_settings
 from mlestar.training.precision import choose_device
 from mlestar.training.tta import tta_logits
@@ -41,10 +41,12 @@ ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "
 
 
 def plan_for(model: str, epochs: int, batch: int | None, precision: str, seed: int, device: str = "cpu",
-             compile: bool = False) -> dict:
-    return {**airbench_settings(batch, device=device), "model": model, "width": _width(model),
-            "epochs": epochs, "precision": precision, "seed": seed, "num_classes": 10, "in_channels": 3,
-            "image_size": 32, "compile": compile}
+             compile: bool = False) -> TrainingPlan:
+    """The airbench recipe for ``model`` on CIFAR-10-shaped data, as stage 3 would plan it."""
+    return TrainingPlan(**{**airbench_settings(batch, device=device), "epochs": epochs}, model=model,
+                        recipe="airbench", width=_width(model), precision=precision, seed=seed, num_classes=10,
+                        in_channels=3, image_size=32, compile=compile, flip_safe=True, class_weighting="none",
+                        device=device)
 
 
 def _width(model: str) -> int:
@@ -75,7 +77,7 @@ def one_run(data, x_test, y_test, args, precision: str, seed: int, epochs: int |
     result = fit(build_model(plan).to(device), train, val, spec_from_plan(plan), tensorboard=False, keep=keep)
     plain, tta = accuracies(result.model, x_test, y_test)
     val = result.history[-1]["val_accuracy"] if args.train_on == "train" else None
-    return {"seed": seed, "precision": precision, "seconds": result.training_time, "epochs": plan["epochs"],
+    return {"seed": seed, "precision": precision, "seconds": result.training_time, "epochs": plan.epochs,
             "plain": plain, "tta": tta, "val": val}
 
 

@@ -187,7 +187,8 @@ METRICS: dict[str, MetricSpec] = {
     "test_mae": _spec(S5, "number", False, "mean absolute error on test", TABLES, REGRESSION),
     "test_r2": _spec(S5, "number", True, "coefficient of determination on test", TABLES, REGRESSION),
     "test_mape": _spec(S5, "fraction", False, "mean absolute percentage error on test", TABLES, REGRESSION),
-    "ece": _spec(S5, "fraction", False, "expected calibration error on test (15 bins)", TABLES, CLASSIFICATION),
+    "ece": _spec(S5, "fraction", False, "expected calibration error on test (15 bins); images: of the "
+                                        "temperature-scaled probabilities the bundle serves", BOTH, CLASSIFICATION),
     "model_size": _spec(S5, "bytes", False, "fp32 state dict size on disk (tables: the pickled pipeline)", BOTH),
     "num_params": _spec(S5, "count", False, "trainable parameters"),
     "latency_p50": _spec(S5, "seconds", False, "median batch-1 latency", BOTH),

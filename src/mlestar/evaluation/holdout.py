@@ -13,18 +13,22 @@ import numpy as np
 
 
 def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", channels_last: bool = False,
-                     progress: Callable[[int, int], None] | None = None
+                     progress: Callable[[int, int], None] | None = None, temperature: float = 1.0
                      ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """Classification metrics on the test split.
 
     Returns ``(metrics, probabilities, tta_probabilities)``; the last is None
     without test-time augmentation, and is reported apart from the plain numbers.
+    Probabilities are ``softmax(logits / temperature)``: pass the temperature
+    fitted on validation (:mod:`mlestar.evaluation.calibration`) to score the
+    probabilities the bundle serves. Predictions do not depend on it; ``ece``
+    does, and ``metrics`` also holds ``ece_uncalibrated`` (at 1) and ``temperature``.
     ``progress(done, total)`` counts images through the model batch by batch, every
     test-time augmentation view included, from 0 to ``total``.
     """
     import torch
 
-    from mlestar.evaluation.metrics import classification_metrics
+    from mlestar.evaluation.metrics import classification_metrics, expected_calibration_error
     from mlestar.training.loop import evaluate_logits, split_to_tensors
     from mlestar.training.tta import EXTRA_VIEWS, tta_logits
 
@@ -33,12 +37,16 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     logits = evaluate_logits(model, x, channels_last=channels_last, on_batch=on_batch)
-    probs = torch.softmax(logits, 1).numpy()
+    probs = torch.softmax(logits / temperature, 1).numpy()
     tta_probs = None
     if tta != "none":
         views = tta_logits(model, x, tta, channels_last=channels_last, plain_logits=logits, on_batch=on_batch)
-        tta_probs = torch.softmax(views, 1).numpy()
-    return classification_metrics(dataset.test.labels, probs, list(dataset.class_names)), probs, tta_probs
+        tta_probs = torch.softmax(views / temperature, 1).numpy()
+    metrics = classification_metrics(dataset.test.labels, probs, list(dataset.class_names))
+    uncalibrated = torch.softmax(logits, 1).numpy()
+    metrics["ece_uncalibrated"] = expected_calibration_error(uncalibrated, dataset.test.labels)[0]
+    metrics["temperature"] = float(temperature)
+    return metrics, probs, tta_probs
 
 
 def _counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:

@@ -240,12 +240,13 @@ def _plot_series(ax: Axes, history: list[dict[str, Any]], keys: list[str], title
 # --- calibration -----------------------------------------------------------
 
 
-def plot_reliability_diagram(bin_data: dict[str, Any], path: Path) -> Path:
+def plot_reliability_diagram(bin_data: dict[str, Any], path: Path, note: str | None = None) -> Path:
     """Reliability diagram from :func:`~mlestar.evaluation.metrics.expected_calibration_error` bin data.
 
     Top panel: accuracy per confidence bin against the diagonal of perfect
     calibration, with the gap to each bin's mean confidence shaded. Bottom
-    panel: how many samples fall in each bin. Returns ``path``.
+    panel: how many samples fall in each bin. ``note`` (e.g. the temperature
+    and the ECE before scaling) is a second title line. Returns ``path``.
     """
     edges = np.asarray(bin_data["edges"], dtype=np.float64)
     centers, widths = (edges[:-1] + edges[1:]) / 2.0, np.diff(edges)
@@ -260,7 +261,8 @@ def plot_reliability_diagram(bin_data: dict[str, Any], path: Path) -> Path:
     top.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
     top.set(ylim=(0, 1), ylabel="accuracy")
     ece = bin_data.get("ece")
-    top.set_title("reliability diagram" + (f" (ECE {ece:.3f})" if ece is not None else ""))
+    top.set_title("reliability diagram" + (f" (ECE {ece:.3f})" if ece is not None else "")
+                  + (f"\n{note}" if note else ""))
     top.legend(loc="upper left")
     bottom.bar(centers, bin_data["counts"], widths, color="gray", edgecolor="black")
     bottom.set(xlim=(0, 1), xlabel="confidence", ylabel="samples")

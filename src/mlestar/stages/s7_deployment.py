@@ -13,7 +13,9 @@ Prometheus ``alerts.yml``, the training statistics drift is measured against
 source tree: ``requirements.txt`` (mlestar as a wheel in ``wheels/``, the
 serving packages pinned) and a ``Dockerfile`` that runs ``mlestar serve``.
 When refinement adopted a new model, its test metrics are computed here,
-once, for the model card.
+once, for the model card. Every exported model divides its logits by the
+temperature fitted on validation for the served model (stage 5's for stage 4's
+model, refitted here for an adopted one), so served probabilities are calibrated.
 """
 
 from __future__ import annotations
@@ -45,19 +47,42 @@ BUNDLE_EXTRAS = ("openapi.json", "benchmark.json", "alerts.yml", "requirements.t
 EXAMPLE_FILE = "example.png"  # a test image, the model card's curl example sends it
 
 
-def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool) -> tuple[dict[str, Any], str]:
-    """Test metrics of the model being deployed, and where they come from."""
+def deployed_test_metrics(ctx: StageContext, model: Any, adopted: bool,
+                          temperature: float = 1.0) -> tuple[dict[str, Any], str]:
+    """Test metrics of the model being deployed, and where they come from.
+
+    ``temperature`` is the served model's (:func:`served_calibration`): an adopted
+    model's ``ece`` is measured on the probabilities the bundle serves.
+    """
     evaluated = ctx.read_json(EVAL_REF)
     if not adopted:
         return evaluated["summary"], "stage 5 (same model)"
     from mlestar.evaluation.holdout import evaluate_on_test
 
     dataset, prep = checked_dataset(ctx)
-    metrics, _, _ = evaluate_on_test(model, dataset, prep,
+    metrics, _, _ = evaluate_on_test(model, dataset, prep, temperature=temperature,
                                      progress=lambda done, total: ctx.progress("deployment: test pass (images)",
                                                                                done, total))
-    return ({"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]},
+    return ({"test_accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"], "ece": metrics["ece"]},
             "refined model, evaluated once on test at deployment")
+
+
+def served_calibration(evaluated: dict[str, Any], model: Any, adopted: bool, val_images: Any,
+                       val_labels: np.ndarray) -> dict[str, Any]:
+    """The temperature of the model being served, and where it comes from.
+
+    Stage 5's, fitted on validation for the same model, when refinement kept
+    stage 4's model; refitted here on validation when refinement adopted
+    another model (stage 5's T belongs to a model that is not served). Never
+    fitted on test.
+    """
+    from mlestar.evaluation.calibration import fit_on_validation
+
+    stage5 = evaluated.get("calibration")
+    if not adopted and stage5 is not None:
+        return {**stage5, "source": "stage 5 (same model, validation split)"}
+    return {**fit_on_validation(model, val_images, val_labels),
+            "source": "refitted at deployment on the validation split for the adopted model"}
 
 
 def serving_runtime(config_runtime: str | None, exported: list[str], int8_runtime: str | None) -> str:
@@ -90,6 +115,8 @@ class Prepared:
         quantized_files: runtime -> the adopted int8 file (empty when none was adopted).
         runtime, precision: what ``mlestar serve`` runs by default.
         benchmark: variant (:func:`variant_name`) -> :func:`~mlestar.deploy.benchmark.benchmark_runner` result.
+        calibration: the served model's temperature and where it comes from (:func:`served_calibration`);
+            every exported file already divides its logits by it.
     """
 
     reports: dict[str, ParityReport]
@@ -99,6 +126,7 @@ class Prepared:
     runtime: str
     precision: str
     benchmark: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # served_calibration(): temperature, source
 
     @property
     def served(self) -> str:
@@ -123,17 +151,23 @@ class Deployment(Stage):
         from mlestar.training import load_model_file
 
         steps = Steps(ctx, "deployment: export and parity, benchmark, test pass, bundle", 4)
+        from mlestar.evaluation.calibration import TemperatureScaled
+
         model, payload = load_model_file(ctx.input(MODEL_REF))
         dataset, prep = checked_dataset(ctx)
         val_images, val_labels = _validation(dataset, prep)
         probe = val_images[:PROBE_IMAGES]
-        prepared = _export_and_quantize(ctx, model, probe, val_images, val_labels)
+        adopted = bool(ctx.read_json(REFINEMENT_REF)["adopted"])
+        calibration = served_calibration(ctx.read_json(EVAL_REF), model, adopted, val_images, val_labels)
+        # The exported model divides its logits by T, so every runtime serves calibrated probabilities.
+        served = TemperatureScaled(model, calibration["temperature"])
+        prepared = _export_and_quantize(ctx, served, probe, val_images, val_labels)
+        prepared.calibration = calibration
         steps.advance()
         prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy(),
                                         lambda done, total: ctx.progress("deployment benchmark", done, total))
         steps.advance()
-        adopted = bool(ctx.read_json(REFINEMENT_REF)["adopted"])
-        test_metrics, test_source = deployed_test_metrics(ctx, model, adopted)
+        test_metrics, test_source = deployed_test_metrics(ctx, model, adopted, calibration["temperature"])
         steps.advance()
         bundle_dir = _write_bundle(ctx, prepared, payload, prep, (test_metrics, test_source), dataset)
         steps.finish()
@@ -221,7 +255,8 @@ def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any]
     quant = prepared.quant
     metadata = {"run_id": ctx.run_id, "model_name": arch["name"], "version": f"{ctx.run_id}",
                 "metrics": test_metrics, "architecture": arch, "serving": serving,
-                "quantization": quant.to_dict() if quant else {"method": "none"}}
+                "quantization": quant.to_dict() if quant else {"method": "none"},
+                "calibration": _calibration_metadata(prepared.calibration)}
     example, png = _example(prepared, payload["class_names"], prep, metadata, dataset)
     recipe = serving_recipe(serving_pins(list(prepared.files)), port=int(serving["port"]),
                             project=ctx.config.project.name, run_id=ctx.run_id)
@@ -231,6 +266,12 @@ def _write_bundle(ctx: StageContext, prepared: Prepared, payload: dict[str, Any]
     return write_bundle(ctx.out_dir / "bundle", model_files=prepared.files, class_names=payload["class_names"],
                         preprocessing=prep, metadata=metadata, model_card=card,
                         quantized_files=prepared.quantized_files, extra_files=extras, wheel=recipe.wheel)
+
+
+def _calibration_metadata(calibration: dict[str, Any]) -> dict[str, Any]:
+    """``metadata.json``'s ``calibration``: T, where it was fitted, and that the model files apply it."""
+    return {"method": "temperature scaling", "temperature": calibration["temperature"],
+            "source": calibration["source"], "applied_in": "model files (logits / temperature)"}
 
 
 def _example(prepared: Prepared, class_names: list[str], prep: Any, metadata: dict[str, Any],
@@ -312,10 +353,17 @@ def _model_card(ctx: StageContext, prepared: Prepared, arch: dict[str, Any], pre
         targets=dict(ctx.config.task.targets), preprocessing=prep, environment=_env_summary(env),
         limits=[f"test metrics: {test_source}",
                 f"served by default with {prepared.runtime} ({prepared.precision}); {_quant_line(prepared)}",
+                _calibration_line(prepared.calibration),
                 f"trained on {arch['image_size']}px images with {arch['in_channels']} channel(s); "
                 "other inputs are resized and converted",
                 "drift from the training data is scored on /metrics and /health (alerts.yml); "
                 "not evaluated under distribution shift"], example=example, container=container)
+
+
+def _calibration_line(calibration: dict[str, Any]) -> str:
+    """The model card's line on calibration: T, where it comes from, and that the probabilities use it."""
+    return (f"probabilities are calibrated by temperature scaling: every model file divides its logits by "
+            f"T = {calibration['temperature']:.4f}, from {calibration['source']}; predicted classes are unchanged")
 
 
 def _quant_line(prepared: Prepared) -> str:
@@ -337,6 +385,7 @@ def _record(prepared: Prepared, bundle_dir: Path, size: float, test_metrics: dic
             "quantization": quant.to_dict() if quant else {"method": "none"},
             "benchmark": prepared.benchmark,
             "served": {"runtime": prepared.runtime, "precision": prepared.precision, "variant": prepared.served},
+            "calibration": prepared.calibration,
             "latency_s": prepared.benchmark[prepared.served]["latency_s"], "bundle": "bundle",
             "bundle_size_bytes": size, "test_metrics": test_metrics, "test_metrics_source": test_source,
             "serve": f"mlestar serve {bundle_dir}"}

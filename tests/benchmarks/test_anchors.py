@@ -1,0 +1,86 @@
+"""benchmarks/anchors.py: the airbench package runs on a CPU through the listed shims, and they are undone."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mlestar.data.dataset import ImageSplit
+
+pytest.importorskip("airbench")
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "anchors.py"
+
+
+@pytest.fixture(scope="module")
+def anchors():
+    spec = importlib.util.spec_from_file_location("anchors_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _split(n: int, seed: int) -> ImageSplit:
+    rng = np.random.default_rng(seed)
+    return ImageSplit(rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n).astype(np.int64))
+
+
+def test_train94_runs_on_cpu_through_the_shims_and_they_are_undone(anchors, tmp_path: Path) -> None:
+    cuda, half, event = torch.nn.Module.cuda, torch.nn.Module.half, torch.cuda.Event
+    anchors.write_airbench_data(tmp_path, _split(256, 0), _split(64, 1), [str(i) for i in range(10)])
+    cwd, shims = os.getcwd(), []
+    os.chdir(tmp_path)
+    try:
+        row = anchors.airbench_row(0, torch.device("cpu"), 1, shims, batch_size=128)
+    finally:
+        os.chdir(cwd)
+    assert row["row"] == "airbench94" and row["seconds"] > 0
+    assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
+    assert any("cuda()" in s for s in shims) and any("fp32" in s for s in shims)
+    assert torch.nn.Module.cuda is cuda and torch.nn.Module.half is half and torch.cuda.Event is event
+
+
+def test_train94_data_layout_is_airbench_s(anchors, tmp_path: Path) -> None:
+    anchors.write_airbench_data(tmp_path, _split(16, 0), _split(8, 1), list("abcdefghij"))
+    saved = torch.load(tmp_path / "cifar10" / "train.pt")
+    assert saved["images"].shape == (16, 32, 32, 3) and saved["images"].dtype == torch.uint8
+    assert saved["classes"] == list("abcdefghij") and len(saved["labels"]) == 16
+
+
+def test_epochs_for_a_time_share(anchors) -> None:
+    assert anchors.epochs_for(100.0, 9.0) == 11
+    assert anchors.epochs_for(0.8 * 100.0, 9.0) == 8
+    assert anchors.epochs_for(1.0, 9.0) == 1  # never zero epochs
+
+
+def test_summary_ratios_are_against_airbench94(anchors) -> None:
+    rows = [{"row": "airbench94", "seed": s, "epochs": 9.9, "seconds": 100.0 + s, "plain": 0.9, "tta": 0.91 + s / 100}
+            for s in (0, 2)]
+    rows += [{"row": "mlestar, 0.8x time", "seed": s, "epochs": 8, "seconds": 80.0, "plain": 0.9, "tta": 0.925}
+             for s in (0, 2)]
+    summary = {s["row"]: s for s in anchors.summarise(rows)}
+    assert summary["airbench94"]["time_ratio"] == pytest.approx(1.0)
+    assert summary["mlestar, 0.8x time"]["time_ratio"] == pytest.approx(80.0 / 101.0)
+    assert summary["mlestar, 0.8x time"]["tta_gain_points"] == pytest.approx(0.5)
+    assert summary["airbench94"]["tta_sd"] == pytest.approx(np.std([0.91, 0.93], ddof=1))
+
+
+def test_mlestar_row_trains_the_recipe_at_the_asked_epochs(anchors) -> None:
+    import argparse
+
+    from mlestar.data.dataset import Preprocessing
+    from mlestar.training.loop import split_to_tensors
+
+    prep = Preprocessing(image_size=32, channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    train = split_to_tensors(_split(128, 0), prep, torch.device("cpu"))
+    test = split_to_tensors(_split(64, 1), prep, torch.device("cpu"))
+    args = argparse.Namespace(model="airbench_xs", batch=128, compile=False)
+    row = anchors.mlestar_row("mlestar, same epochs", (train, (train[0][:32], train[1][:32])), test, args, 0, 2,
+                              "fp32")
+    assert row["epochs"] == 2 and row["batch"] == 128 and row["seconds"] > 0
+    assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
