@@ -2,14 +2,16 @@
 
 Usage (from the repository root):
   .venv/bin/python benchmarks/stage5.py                 # CIFAR-10 JPEG test split (10,000), airbench_s
-  .venv/bin/python benchmarks/stage5.py --limit 500     # quick check: 500 test and 500 training images
+  .venv/bin/python benchmarks/stage5.py --limit 500     # quick check: 500 test, validation and training images
   .venv/bin/python benchmarks/stage5.py --synthetic     # random 32x32x3 uint8 images of the same counts
   .venv/bin/python benchmarks/stage5.py --whole 2       # also the real stage, twice: `mlestar run --only evaluation`
 
 Parts (in this process, a freshly initialised ``airbench_s``: speed does not depend on the
-weights): the split check (stage 1's hashes), test tensors, the plain pass, the extra TTA
-views (flip + 1px translate, the airbench recipe's), the metrics, efficiency (as the stage
-calls it), each plot, brightness subsets and the top mistakes. Their sum is stage 5's work;
+weights): the split check (stage 1's hashes), calibration (where the checkout has it: a
+validation pass and the temperature fit), the test pass with every TTA view and the metrics
+(of which: the plain pass, the extra flip + 1px translate views, the airbench recipe's),
+efficiency (as the stage calls it), each plot, brightness subsets and the top mistakes.
+Indented lines are included in the line above them. Their sum is stage 5's work;
 the baseline is one training epoch of the same model (the fit loop, batch 256, the airbench
 recipe) on the training split, measured in the same process. Printed: seconds per part,
 the sum, the ratio to one epoch, and the ratio to ``--epochs`` epochs (6 by default: the
@@ -22,9 +24,10 @@ report files included.
 
 Before/after: the script uses only public functions that existed at commit b85fd65
 (``mlestar.stages.s5_evaluation.write_visuals`` / ``brightness_subsets`` / ``top_mistakes``,
-``mlestar.evaluation``); efficiency is measured as the stage measures it in the checkout
-being timed (``s5_evaluation.measure_efficiency`` where it exists, else the call stage 5
-made at b85fd65). To time an older checkout, run this file with that checkout's sources
+``mlestar.evaluation.holdout.evaluate_on_test``); efficiency is measured as the stage
+measures it in the checkout being timed (``s5_evaluation.measure_efficiency`` where it
+exists, else the call stage 5 made at b85fd65), and calibration only where
+``s5_evaluation.fit_calibration`` exists. To time an older checkout, run this file with that checkout's sources
 first on the path, e.g.:
   git worktree add /tmp/before b85fd65
   PYTHONPATH=/tmp/before/src .venv/bin/python benchmarks/stage5.py --whole 2   # before
@@ -68,12 +71,12 @@ class Timer:
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
 
-    def wrap(self, module: Any, attribute: str) -> None:
-        """Time every call of ``module.attribute`` (a plot function the stage imports at call time)."""
+    def wrap(self, module: Any, attribute: str, name: str) -> None:
+        """Time every call of ``module.attribute`` as part ``name`` (for functions imported at call time)."""
         original = getattr(module, attribute)
 
         def timed(*args: Any, **kwargs: Any) -> Any:
-            with self.part(f"  plot: {attribute.removeprefix('plot_')}"):
+            with self.part(name):
                 return original(*args, **kwargs)
 
         setattr(module, attribute, timed)
@@ -98,9 +101,11 @@ def load_data(args: argparse.Namespace) -> Any:
     if args.limit:
         import dataclasses
 
-        keep = np.sort(np.random.default_rng(0).permutation(len(dataset.test))[:args.limit])
-        train = np.sort(np.random.default_rng(1).permutation(len(dataset.train))[:args.limit])
-        dataset = dataclasses.replace(dataset, test=dataset.test.subset(keep), train=dataset.train.subset(train))
+        def first(split: Any, seed: int) -> Any:  # a seeded random N of the split, in index order
+            return split.subset(np.sort(np.random.default_rng(seed).permutation(len(split))[:args.limit]))
+
+        dataset = dataclasses.replace(dataset, train=first(dataset.train, 1), val=first(dataset.val, 2),
+                                      test=first(dataset.test, 0))
     return dataset
 
 
@@ -123,39 +128,37 @@ def stage_efficiency(model: torch.nn.Module, shape: tuple[int, int, int]) -> dic
 
 
 def time_parts(dataset: Any, timer: Timer) -> dict[str, Any]:
-    """Run stage 5's work part by part; returns the efficiency record (what it says it measured)."""
+    """Run stage 5's work part by part, as the checkout's stage calls it; returns the efficiency record."""
     from mlestar.data.dataset import differing_splits, split_hash
     from mlestar.evaluation import plots
-    from mlestar.evaluation.metrics import classification_metrics
-    from mlestar.stages.s5_evaluation import brightness_subsets, top_mistakes, write_visuals
-    from mlestar.training.loop import evaluate_logits, split_to_tensors
-    from mlestar.training.tta import tta_logits
+    from mlestar.evaluation.holdout import evaluate_on_test
+    from mlestar.stages import s5_evaluation as s5
+    from mlestar.training import loop, tta
 
     hashes = {name: split_hash(getattr(dataset, name)) for name in ("train", "val", "test")}
     prep = dataset.preprocessing()
-    model = fresh_model().to(memory_format=torch.channels_last)
+    model = fresh_model()
     with timer.part("split check (stage 1 hashes)"):
         assert not differing_splits(dataset, hashes)
-    with timer.part("test tensors"):
-        x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
-    with timer.part("plain pass"):
-        logits = evaluate_logits(model, x, channels_last=True)
-    with timer.part("extra TTA views (5)"):
-        tta = tta_logits(model, x, TTA, channels_last=True, plain_logits=logits)
-    with timer.part("metrics"):
-        probs = torch.softmax(logits, 1).numpy()
-        metrics = classification_metrics(dataset.test.labels, probs, list(dataset.class_names))
-        float((tta.argmax(1).numpy() == dataset.test.labels).mean())
+    calibration = {}
+    if hasattr(s5, "fit_calibration"):  # temperature scaling (after b85fd65): one validation pass
+        with timer.part(f"calibration ({len(dataset.val)} validation images)"):
+            calibration = s5.fit_calibration(model, dataset, prep, True)
+    timer.wrap(loop, "evaluate_logits", "  plain pass")  # evaluate_on_test imports both at call time
+    timer.wrap(tta, "tta_logits", "  extra TTA views (5)")
+    with timer.part("test pass, all views, metrics"):
+        kwargs = {"temperature": calibration["temperature"]} if calibration else {}
+        metrics, probs, _ = evaluate_on_test(model, dataset, prep, tta=TTA, channels_last=True, **kwargs)
     with timer.part("efficiency"):
         eff = stage_efficiency(model, (3, 32, 32))
     for name in ("plot_confusion_matrix", "plot_reliability_diagram", "plot_misclassified"):
-        timer.wrap(plots, name)
+        timer.wrap(plots, name, f"  plot: {name.removeprefix('plot_')}")
     with tempfile.TemporaryDirectory() as out, timer.part("plots (all)"):
-        write_visuals(Path(out), metrics, probs, dataset, 32)
+        s5.write_visuals(Path(out), metrics, probs, dataset, 32)
     with timer.part("brightness subsets"):
-        brightness_subsets(dataset, probs, [85.0, 170.0])
+        s5.brightness_subsets(dataset, probs, [85.0, 170.0])
     with timer.part("top mistakes"):
-        top_mistakes(dataset, probs, 20)
+        s5.top_mistakes(dataset, probs, 20)
     return eff
 
 
@@ -201,8 +204,8 @@ def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_
     total = sum(v for k, v in timer.seconds.items() if not k.startswith("  "))
     print(f"stage 5 parts ({MODEL}, {n_test} test images, TTA {TTA}, torch threads {torch.get_num_threads()}):")
     for name, seconds in timer.seconds.items():
-        print(f"  {name:32s} {seconds:8.2f} s")
-    print(f"  {'sum':32s} {total:8.2f} s")
+        print(f"  {name:40s} {seconds:8.2f} s")
+    print(f"  {'sum':40s} {total:8.2f} s")
     measured = eff.get("measured")
     print(f"efficiency measured on: {json.dumps(measured) if measured else 'time caps (2 s latency, 1 s throughput)'}")
     print(f"one training epoch ({n_train} images, batch 256): {epoch:.2f} s")
@@ -215,7 +218,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--archive", type=Path, default=ARCHIVE)
     parser.add_argument("--synthetic", action="store_true", help="random images instead of the archive")
-    parser.add_argument("--limit", type=int, default=None, help="N test and N training images (quick check)")
+    parser.add_argument("--limit", type=int, default=None, help="N test, validation and training images (quick check)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the run to compare with (default 6)")
     parser.add_argument("--whole", type=int, default=0, metavar="N", help="also time the real stage N times")
     args = parser.parse_args()
