@@ -145,8 +145,9 @@ class Evaluation(Stage):
 def measure_efficiency(model: Any, input_shape: tuple[int, int, int]) -> dict[str, Any]:
     """The model's cost from a fixed sample of passes (stated under ``measured`` in efficiency.json).
 
-    Bounded work, whatever the machine or the test split's size (docs/benchmarks.md: the former
-    time caps were about 3 s of a CIFAR-10 stage 5); ``benchmarks/stage5.py`` times this call.
+    Bounded work, whatever the test split's size: on the 2-core dev CPU (airbench_s) the former
+    time caps (2 s of latency, 1 s of throughput, each after a warm-up) took 1.3 s, this
+    sample 0.4 s; ``benchmarks/stage5.py`` times this call.
     """
     from mlestar.evaluation.efficiency import EfficiencySample, efficiency_report
 
