@@ -208,8 +208,13 @@ def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_
     print(f"  {'sum':40s} {total:8.2f} s")
     measured = eff.get("measured")
     print(f"efficiency measured on: {json.dumps(measured) if measured else 'time caps (2 s latency, 1 s throughput)'}")
+    passes = sum(v for k, v in timer.seconds.items()  # calibration's fit on 5,000 logits is milliseconds
+                 if k.startswith(("  plain pass", "  extra TTA views", "calibration")))
+    print(f"of which forward passes over test (every view) and validation: {passes:.2f} s; the rest "
+          f"{total - passes:.2f} s")
     print(f"one training epoch ({n_train} images, batch 256): {epoch:.2f} s")
     print(f"ratio stage 5 / one epoch: {total / epoch:.1%}; / {args.epochs} epochs: {total / (epoch * args.epochs):.1%}"
+          f" (forward passes alone: {passes / (epoch * args.epochs):.1%})"
           + ("  (--limit: test and train sizes differ from a real run; run without it for the real ratio)"
              if args.limit else ""))
 
