@@ -25,13 +25,13 @@ BUDGET = "3000s"
 class LoopSpy:
     """Stands in for ``loop_throughput``: counts calls and returns the next width's speed."""
 
-    def __init__(self) -> None:
-        self.calls = 0
+    def __init__(self, speeds: list[float] = SPEEDS) -> None:
+        self.calls, self.speeds = 0, speeds
 
     def __call__(self, model: Any, shape: tuple[int, int, int], num_classes: int, spec: Any, *,
                  device: Any) -> dict[str, Any]:
         self.calls += 1
-        return {"images_per_second": SPEEDS[(self.calls - 1) % len(SPEEDS)], "steps": 18, "batch_size": spec.batch_size,
+        return {"images_per_second": self.speeds[(self.calls - 1) % len(self.speeds)], "steps": 18, "batch_size": spec.batch_size,
                 "precision": spec.precision, "channels_last": spec.channels_last, "method": "spy"}
 
 
@@ -157,3 +157,25 @@ def test_stage_2_reuses_its_reference_probe(monkeypatch: pytest.MonkeyPatch) -> 
     assert calls == [64] and (cold["cache"]["status"], warm["cache"]["status"]) == ("miss", "hit")
     assert reproducible(warm) == reproducible(cold) and warm["images_per_second"] == 5000.0
     assert probe_throughput([16, 16, 1], 10, config)["cache"]["status"] == "miss" and calls == [64, 64]
+
+
+@pytest.mark.slow  # a whole run of seven stages, twice through stages 3-4: about 45 s on the 2-core CPU
+def test_the_runner_s_loop_back_re_plans_on_cache_hits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from image_trees import write_flat_tree
+    from mlestar.tracking.audit import read_records
+    from tiny_workflow import run_tiny
+
+    # airbench_s too slow for 6 epochs: two probes, and the smallest net trains (quickly)
+    loop_spy = LoopSpy([1130.0, 0.001])
+    monkeypatch.setattr(probe, "loop_throughput", loop_spy)
+
+    folder = write_flat_tree(tmp_path / "images", {"a": 12, "b": 12})  # 12px, resized to 16: airbench sizes
+    gate = {"metric": "epochs_completed", "op": ">=", "threshold": 4, "on_fail": {"max_attempts": 2}}
+    state = run_tiny(tmp_path / "runs", data={"source": "imagefolder", "path": str(folder), "image_size": 16},
+                     constraints={"max_training_time": BUDGET}, gates=[gate], refinement={"enabled": False})
+    assert state.status == "passed" and state.stage("action_planning")["attempts"] == 2
+    assert loop_spy.calls == 2  # the first plan measured two widths; the re-plan measured none
+    entries = [r["data"] for r in read_records(tmp_path / "runs" / state.run_id / "audit.jsonl")
+               if r["event"] == "throughput_probe"]
+    assert [{p["cache"]["status"] for p in e["probes"].values()} for e in entries] == [{"miss"}, {"hit"}]
+    assert state.stage("action_planning")["summary"].endswith("; probes: 2 cached, 0 measured")
