@@ -179,3 +179,23 @@ def test_the_runner_s_loop_back_re_plans_on_cache_hits(monkeypatch: pytest.Monke
                if r["event"] == "throughput_probe"]
     assert [{p["cache"]["status"] for p in e["probes"].values()} for e in entries] == [{"miss"}, {"hit"}]
     assert state.stage("action_planning")["summary"].endswith("; probes: 2 cached, 0 measured")
+
+
+def test_stage_3_probes_with_the_configured_threads_whatever_the_process_had(loop_spy: LoopSpy) -> None:
+    # A resumed process never ran stage 2, which sets the threads: stage 3 sets them itself, so its
+    # probes time what training will use and its keys match the first process's.
+    import json
+
+    import torch
+
+    from mlestar.training.probe_cache import probe_cache_dir
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        (_, probes), _ = plan_twice(num_threads=1)
+        assert torch.get_num_threads() == 1 and loop_spy.calls == 4
+        entry = json.loads((probe_cache_dir() / f"{probes['airbench']['cache']['key']}.json").read_text())
+        assert entry["machine"]["threads"] == 1 and entry["setup"]["plan"]["model"] == "airbench"
+    finally:
+        torch.set_num_threads(before)

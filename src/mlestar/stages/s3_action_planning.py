@@ -111,6 +111,8 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
 
     height, _, channels = record["image_shape"]
     t = config.training
+    if t.num_threads:  # time the threads training will use, also in a resumed process stage 2 did not set up
+        torch.set_num_threads(t.num_threads)
     settings = airbench_settings(t.batch_size if "batch_size" in t.model_fields_set else None,
                                  device=spec["probe"]["device"])
     candidate = TrainingPlan(**settings, model=name, recipe="airbench", width=t.width or model_info(name).default_width,
