@@ -118,4 +118,4 @@ def test_an_ablation_that_raises_val_is_the_candidate_compared(run_copy: tuple[P
     assert decisions(run_dir)["ablation_candidate"]["choice"] == "augmentation"
     assert decisions(run_dir)["adopt_refined_model"]["params"]["augmentation"] == "none"
     assert "removing **augmentation**" in (run_dir / OUT / "ablation.md").read_text()
-    assert "after (ablation: best trial" in (run_dir / OUT / "before_after.md").read_text()
+    assert "| after (best trial without augmentation) |" in (run_dir / OUT / "before_after.md").read_text()

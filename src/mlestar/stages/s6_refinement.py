@@ -264,7 +264,8 @@ def candidate(best: dict[str, Any] | None, findings: list[dict[str, Any]]) -> di
     if findings and findings[0]["val_accuracy"] > best["value"]:
         top = findings[0]
         chosen = {"source": f"ablation: best trial {best['number']} without {top['component']} ({top['change']})",
-                  "params": {**best["params"], **top["params"]}, "value": top["val_accuracy"]}
+                  "params": {**best["params"], **top["params"]}, "value": top["val_accuracy"],
+                  "removed": top["component"]}
     return chosen
 
 
@@ -400,10 +401,11 @@ def render_before_after(plan: TrainingPlan, outcome: Outcome) -> str:
     """``before_after.md``: settings, per-seed validation accuracy, the decision, how to look at the study."""
     params = outcome.refined_params
     rows = [[key, plan.setting(key), value] for key, value in sorted(params.items())]
-    source = outcome.candidate["source"] if outcome.candidate else "best trial"
-    parts = ["# Refinement: before / after (validation split)\n", *_context_lines(outcome),
-             markdown_table(["setting", "before (stage 3 plan)", f"after ({source})"], rows) if rows else
-             "No refined configuration.", ""]
+    removed = (outcome.candidate or {}).get("removed")
+    after = f"after (best trial without {removed})" if removed else "after (best trial)"
+    parts = ["# Refinement: before / after (validation split)\n",
+             markdown_table(["setting", "before (stage 3 plan)", after], rows) if rows else
+             "No refined configuration.", "", *_context_lines(outcome)]
     if outcome.comparison:
         c = outcome.comparison.to_dict()
         seed_rows = [[seed, base, ref] for seed, base, ref in zip(c["seeds"], c["baseline"], c["refined"])]
