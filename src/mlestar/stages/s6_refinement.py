@@ -163,7 +163,8 @@ def _prepare(ctx: StageContext, plan: TrainingPlan, outcome: Outcome, dataset: A
 
     config = ctx.config.refinement
     metrics = ctx.read_json(BASE_METRICS_REF)
-    hashes = {name: ctx.read_json(DATASET_REF)["splits"][name]["hash"] for name in ("train", "val")}
+    splits = ctx.read_json(DATASET_REF)["splits"]
+    hashes = {name: splits[name]["hash"] for name in ("train", "val")}
     reused, why = stage4_reuse(metrics, seed=plan.seed, split_hashes=hashes, train_size=len(dataset.train))
     outcome.reuse = {"reused": reused, "reason": why}
     ctx.decide("stage4_is_before", reused, why)
@@ -176,21 +177,25 @@ def _prepare(ctx: StageContext, plan: TrainingPlan, outcome: Outcome, dataset: A
 
 def _tuned_space(ctx: StageContext, plan: TrainingPlan, outcome: Outcome) -> dict[str, Any]:
     """The configured space, less what a tuned recipe fixed (unless the user opted out); audited either way."""
+    from mlestar.training.recipes import tuned_settings
     from mlestar.tuning.space import untuned_space
 
     config = ctx.config.refinement
-    kept, dropped = untuned_space(config.search_space, plan.recipe)
-    if not dropped:
+    if not tuned_settings(plan.recipe):
         return dict(config.search_space)
+    kept, dropped = untuned_space(config.search_space, plan.recipe)
     if config.search_tuned_recipe:
         outcome.tuned = {"recipe": plan.recipe, "dropped": [], "kept": sorted(config.search_space)}
-        ctx.decide("tuned_recipe", plan.recipe, f"searching {', '.join(dropped)} although the {plan.recipe} recipe "
-                                                "fixed them (refinement.search_tuned_recipe: true)", dropped=[])
+        ctx.decide("tuned_recipe", plan.recipe, f"searching the whole space ({', '.join(sorted(config.search_space))})"
+                                                f" although the {plan.recipe} recipe fixed "
+                                                f"{', '.join(dropped) or 'none of it'} "
+                                                "(refinement.search_tuned_recipe: true)", dropped=[])
         return dict(config.search_space)
     outcome.tuned = {"recipe": plan.recipe, "dropped": dropped, "kept": sorted(kept)}
     left = f"searching only {', '.join(sorted(kept))}" if kept else "nothing is left to search"
+    what = f"{', '.join(dropped)} left out of the search" if dropped else "the space holds none of what it fixed"
     ctx.decide("tuned_recipe", plan.recipe, f"the {plan.recipe} recipe was tuned at length by its author: "
-                                            f"{', '.join(dropped)} left out of the search; {left}", dropped=dropped)
+                                            f"{what}; {left}", dropped=dropped)
     return kept
 
 
