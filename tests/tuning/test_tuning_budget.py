@@ -10,6 +10,7 @@ from mlestar.tuning.budget import plan_budget, share_needed
 
 
 def budget(t4: float = 100.0, *, plan_epochs: int = 10, trial_epochs: int = 3, reuse: bool = True, **settings):
+    settings.setdefault("budget_floor", "1s")  # the floor has its own test
     return plan_budget(RefinementConfig(**settings), t4, plan_epochs=plan_epochs, trial_epochs=trial_epochs,
                        reuse_before=reuse)
 
@@ -63,3 +64,12 @@ def test_the_validator_refuses_nonsense(bad: dict) -> None:
 
 def test_share_needed_rounds_up_to_a_tenth() -> None:
     assert share_needed(200.0, 230.0) == 1.2 and share_needed(100.0, 100.0) == 1.0 and share_needed(0.0, 5.0) == 0.0
+
+
+def test_the_floor_lets_a_seconds_long_training_search_and_compare() -> None:
+    b = plan_budget(RefinementConfig(), 3.0, plan_epochs=10, trial_epochs=10, reuse_before=True)
+    assert RefinementConfig().budget_floor == 120.0
+    assert b.total == 120.0 and b.mode == "search_and_compare" and b.search == pytest.approx(117.0)
+    assert "raised to budget_floor 120s" in b.reason
+    big = plan_budget(RefinementConfig(), 600.0, plan_epochs=10, trial_epochs=3, reuse_before=True)
+    assert big.total == pytest.approx(300.0) and "budget_floor" not in big.reason  # the share is above the floor

@@ -409,6 +409,8 @@ class RefinementConfig(Section):
     budget_share: float | None = Field(0.5, gt=0, le=20, description="images: the whole stage's budget as a share "
                                                                      "of stage 4's measured training time "
                                                                      "(tuning/budget.py); None: no share")
+    budget_floor: Seconds = Field("2 minutes", description="the share's budget is never less than this, so a run "
+                                                           "whose training takes seconds still searches")
     timeout: Seconds | None = Field(None, description="wall-time budget of the search, e.g. '20 minutes'; "
                                                       "replaces the share's allotment for the search")
     epochs_per_trial: int | None = Field(None, ge=1, description="None: the plan's epochs")

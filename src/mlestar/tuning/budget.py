@@ -1,9 +1,12 @@
 """Stage 6's time budget: a share of stage 4's measured training time, split between search and retraining.
 
 The whole stage (search, ablations, focused search and the before/after
-retraining) gets ``total = refinement.budget_share x T4``, where ``T4`` is the
-training time stage 4 measured (``implementation/metrics.json``,
-``training_time``). Two costs are estimated from ``T4`` itself:
+retraining) gets ``total = max(refinement.budget_share x T4, budget_floor)``,
+where ``T4`` is the training time stage 4 measured
+(``implementation/metrics.json``, ``training_time``). The floor (2 minutes by
+default) is for runs whose training takes seconds, such as the embedded digits
+default: half of 3 s buys nothing, while the floor buys its few trials and
+their comparison; on CIFAR-10 the share is far above it. Two costs are estimated from ``T4`` itself:
 
 - the retraining reserve ``R``: one retraining of the refined configuration
   at full length (``T4``), plus another ``T4`` when stage 4's model cannot be
@@ -88,14 +91,16 @@ def plan_budget(settings: RefinementConfig, training_seconds: float, *, plan_epo
     t4 = max(0.0, float(training_seconds))
     retrain = t4 * (1 if reuse_before else 2)
     trial = t4 * trial_epochs / max(1, plan_epochs) * settings.train_fraction
-    total = None if settings.budget_share is None else settings.budget_share * t4
+    total = None if settings.budget_share is None else max(settings.budget_share * t4, settings.budget_floor)
     costs = dict(share=settings.budget_share, training_seconds=t4, total=total, compare=settings.compare_timeout,
                  retrain_estimate=retrain, trial_estimate=trial)
     if total is None:
         return Budget(**costs, search=settings.timeout, mode="search_and_compare",
                       reason="no budget_share: n_trials, timeout and seeds bound the stage")
     needed = f"{MIN_TRIALS} trials ({MIN_TRIALS * trial:.0f}s)"
-    head = f"budget_share {settings.budget_share:g} x stage 4's {t4:.0f}s = {total:.0f}s"
+    head = f"budget_share {settings.budget_share:g} x stage 4's {t4:.0f}s = {settings.budget_share * t4:.0f}s"
+    if total > settings.budget_share * t4:
+        head += f", raised to budget_floor {total:.0f}s"
     if settings.timeout is not None:  # explicit search time wins; the share then bounds the comparison only
         affords = settings.compare_timeout is not None or total - settings.timeout >= retrain
         return Budget(**costs, search=settings.timeout, mode="search_and_compare" if affords else "search_only",
