@@ -15,6 +15,19 @@ from mlestar.tracking.wheel import WHEEL_CACHE_ENV
 from tiny_workflow import run_tiny, run_tiny_table
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Session fixtures (``finished_run`` ...) run before each test's ``private_cache``: give them a private one too.
+
+    Without it they would write to ~/.cache/mlestar (the probe cache, the code index), and a later
+    session would reuse a probe measured by an earlier one.
+    """
+    folder = tmp_path_factory.mktemp("session-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(folder))
+        yield folder
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Tests never touch ~/.cache: each gets its own decoded-image cache (``$MLESTAR_CACHE_DIR``)."""

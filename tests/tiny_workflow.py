@@ -15,7 +15,8 @@ TINY: dict[str, Any] = {
     "training": {"epochs": 2, "batch_size": 32, "num_threads": 1},
     # label smoothing starts above the plan's 0.0, so no trial is the plan itself (the search's first
     # trial takes the plan's in-range values) and stage 6 always runs its before/after comparison
-    "refinement": {"n_trials": 2, "epochs_per_trial": 1, "search_space": {
+    # no budget share: a share of a sub-second stage 4 would make the trial count depend on machine speed
+    "refinement": {"n_trials": 2, "epochs_per_trial": 1, "budget_share": None, "search_space": {
         "learning_rate": {"type": "float", "low": 0.01, "high": 0.3, "log": True},
         "weight_decay": {"type": "float", "low": 1e-5, "high": 5e-3, "log": True},
         "label_smoothing": {"type": "float", "low": 0.05, "high": 0.2}}},

@@ -99,7 +99,6 @@ def test_the_starter_is_the_defaults_plus_its_choices() -> None:
         "gates": [{"metric": "val_accuracy", "op": ">=", "threshold": "90%",
                    "on_fail": {"return_to": "action_planning", "max_attempts": 3}},
                   {"metric": "model_size", "op": "<=", "threshold": "50MB"}],
-        "refinement": {"timeout": "5 minutes"},
         "deployment": {"max_quantized_accuracy_drop": "1%", "serve": {"max_upload_size": "10MB"}},
     })
     assert config_hash(loaded.config) == config_hash(choices)

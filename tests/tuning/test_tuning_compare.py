@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlestar.config import build_config
-from mlestar.tuning.compare import Comparison, compare, decide
+from mlestar.tuning.compare import Comparison, compare, decide, stage4_reuse
 from mlestar.tuning.job import trial_data
 from mlestar.tuning.standalone import run_job
 from mlestar.tuning.trainer import retrain
@@ -78,3 +78,30 @@ def test_retrain_goes_through_torchrun_when_the_plan_asks_for_processes(tmp_path
     assert sum(p.numel() for p in run.model.parameters()) > 0
     assert not (tmp_path / "ddp").exists()  # checkpoints of a retrain are not kept
     assert any("epoch 2/2" in line for line in lines)
+
+
+def stage4_metrics(tiny_run: Path) -> dict:
+    return json.loads((tiny_run / "04_implementation" / "metrics.json").read_text())
+
+
+def test_stage_4s_run_is_the_before_only_when_seed_split_and_data_match(tiny_run: Path, job_and_data: tuple) -> None:
+    job, data = job_and_data
+    metrics, size = stage4_metrics(tiny_run), len(data.train[1])
+    reused, why = stage4_reuse(metrics, seed=job.plan.seed, split_hashes=job.split_hashes, train_size=size)
+    assert reused and "same seed" in why
+    other = {**job.split_hashes, "val": "f" * 64}
+    for changed, what in [({"seed": 7}, "seed 7"), ({"split_hashes": other}, "val split hash"),
+                          ({"trained_on": "train and val splits"}, "trained on"), ({"seed": None}, "seed None")]:
+        reused, why = stage4_reuse({**metrics, **changed}, seed=job.plan.seed, split_hashes=job.split_hashes,
+                                   train_size=size)
+        assert not reused and what in why and "retrained" in why
+    del metrics["split_hashes"]  # a run from before stage 4 recorded them: not trusted
+    assert not stage4_reuse(metrics, seed=job.plan.seed, split_hashes=job.split_hashes, train_size=size)[0]
+
+
+def test_without_stage_4s_run_the_baseline_is_retrained_for_the_first_seed(tmp_path: Path, job_and_data: tuple) -> None:
+    job, data = job_and_data
+    result = compare(job.plan, job.plan, None, data, job, seeds=1, budget=None, max_seconds=None,
+                     work_dir=tmp_path)
+    assert result.baseline == result.refined  # trained, not the 0.0 or a value passed in: the same plan and seed
+    assert 0.1 < result.baseline[0] <= 1.0

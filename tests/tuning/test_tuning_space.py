@@ -131,3 +131,16 @@ def test_the_draw_order_is_the_same_whatever_order_the_config_wrote_the_space_in
         study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
         draws.append([suggest_params(study.ask(), space) for _ in range(3)])
     assert draws[0] == draws[1]
+
+
+def test_a_tuned_recipe_leaves_only_what_it_did_not_fix() -> None:
+    from mlestar.config.schema import ParamSpec
+    from mlestar.tuning.space import untuned_space
+
+    space = {"learning_rate": ParamSpec(type="float", low=0.1, high=1.0, log=True),
+             "label_smoothing": ParamSpec(type="float", low=0.0, high=0.3),
+             "epochs": ParamSpec(type="int", low=8, high=12),
+             "augmentation": ParamSpec(type="categorical", choices=["none", "flip_translate"])}
+    kept, dropped = untuned_space(space, "airbench")
+    assert sorted(kept) == ["augmentation", "epochs"] and dropped == ["label_smoothing", "learning_rate"]
+    assert untuned_space(space, "plain") == (space, [])

@@ -404,12 +404,21 @@ class RefinementConfig(Section):
     """Stage 6: an Optuna study around the stage 3 plan, ablations, a seeded before/after comparison."""
 
     enabled: bool = True
-    n_trials: int = Field(4, ge=1, le=10000, description="finished trials (complete or pruned) in all")
-    timeout: Seconds | None = Field(None, description="wall-time budget of the search, e.g. '20 minutes'")
+    n_trials: int = Field(4, ge=1, le=10000, description="finished trials (complete or pruned) in all: an upper "
+                                                          "bound; the budget usually ends the search first")
+    budget_share: float | None = Field(0.5, gt=0, le=20, description="images: the whole stage's budget as a share "
+                                                                     "of stage 4's measured training time "
+                                                                     "(tuning/budget.py); None: no share")
+    budget_floor: Seconds = Field("2 minutes", description="the share's budget is never less than this, so a run "
+                                                           "whose training takes seconds still searches")
+    timeout: Seconds | None = Field(None, description="wall-time budget of the search, e.g. '20 minutes'; "
+                                                      "replaces the share's allotment for the search")
     epochs_per_trial: int | None = Field(None, ge=1, description="None: the plan's epochs")
     train_fraction: float = Field(1.0, gt=0, le=1, description="share of the training split a trial trains on")
     sampler: Literal["tpe", "random", "cmaes"] = Field("tpe", description="cmaes: float/int spaces only")
-    pruner: Literal["median", "hyperband", "none"] = Field("median", description="fed by per-epoch val accuracy")
+    pruner: Literal["auto", "halving", "hyperband", "median", "none"] = Field(
+        "auto", description="fed by per-epoch val accuracy; auto: successive halving from the first epoch "
+                            "stage 4's curve shows informative (tuning/rungs.py), none when there is no such epoch")
     storage: str = Field("sqlite", description="sqlite (study.db in the stage folder), journal (study.journal, "
                                                "several processes on one machine) or a database URL "
                                                "(postgresql://user:pass@host/db, several machines)")
@@ -424,6 +433,8 @@ class RefinementConfig(Section):
     compare_timeout: Seconds | None = Field(None, description="budget of the before/after retraining; fewer "
                                                               "seeds (at least 1) when it would not fit")
     min_improvement: float = Field(0.0, ge=0, le=1, description="val-accuracy gain needed to adopt")
+    search_tuned_recipe: bool = Field(False, description="also search the settings a tuned recipe fixed "
+                                                         "(airbench's optimiser settings)")
     search_space: dict[str, ParamSpec] = Field(default_factory=_default_space)
 
     @field_validator("search_space")
@@ -448,6 +459,9 @@ class RefinementConfig(Section):
     def _consistent(self) -> RefinementConfig:
         if self.sampler == "cmaes":
             check_continuous(self.search_space)
+        if self.pruner in ("halving", "hyperband") and self.epochs_per_trial == 1:
+            raise ValueError(f"pruner {self.pruner} stops trials at an epoch before their last, but "
+                             "epochs_per_trial is 1; use pruner: auto or none, or more epochs per trial")
         if self.workers > 1 and self.storage == "sqlite":
             raise ValueError(f"workers: {self.workers} need storage: journal (one machine) or a database URL; "
                              "SQLite serialises writers and times out under several processes")

@@ -13,6 +13,7 @@ from mlestar.config.catalog import METRICS
 from mlestar.config.schema import MlestarConfig
 from mlestar.config.units import format_quantity
 from mlestar.stages.common import DATASET_REF
+from mlestar.training.probe_cache import reproducible, source_of
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
@@ -21,13 +22,18 @@ PROBE_BATCH = 64
 
 
 def probe_throughput(image_shape: list[int], num_classes: int, config: MlestarConfig) -> dict[str, Any]:
-    """Time a few training steps of the reference model; returns images/s and the set-up used."""
+    """Time a few training steps of the reference model; returns images/s and the set-up used.
+
+    From the probe cache (training/probe_cache.py) when this machine timed the
+    same reference set-up before; the result's ``cache`` says which it was.
+    """
     import torch
 
     from mlestar.evaluation.efficiency import count_flops
     from mlestar.models import create_model
     from mlestar.training.precision import choose_device, choose_precision
-    from mlestar.training.probe import train_throughput
+    from mlestar.training.probe import MIN_SECONDS, MIN_STEPS, train_throughput
+    from mlestar.training.probe_cache import cached_measurement
 
     if config.training.num_threads:
         torch.set_num_threads(config.training.num_threads)
@@ -36,10 +42,19 @@ def probe_throughput(image_shape: list[int], num_classes: int, config: MlestarCo
     height, _, channels = image_shape
     model = create_model(REFERENCE_MODEL, num_classes=num_classes, in_channels=channels, image_size=height)
     flops = count_flops(model, (channels, height, height))
-    measured = train_throughput(model, (channels, height, height), num_classes, batch_size=PROBE_BATCH,
-                                device=device, precision=precision)
+    setup = {"method": "train_throughput", "model": REFERENCE_MODEL, "shape": [channels, height, height],
+             "num_classes": num_classes, "batch_size": PROBE_BATCH, "precision": precision, "channels_last": False,
+             "min_steps": MIN_STEPS, "min_seconds": MIN_SECONDS}
+    measured = cached_measurement(setup, device.type, lambda: train_throughput(
+        model, (channels, height, height), num_classes, batch_size=PROBE_BATCH, device=device, precision=precision))
     return {**measured, "device": device.type, "precision": precision, "precision_reason": why,
             "reference_model": REFERENCE_MODEL, "threads": torch.get_num_threads(), "reference_flops": flops}
+
+
+def _source(probe: dict[str, Any]) -> str:
+    """``cache hit (measured 2.1 h ago)`` or ``measured (cache miss)``: visible in the stage summary."""
+    source = source_of(probe)
+    return source.describe() if source else "measured"
 
 
 def describe_gates(config: MlestarConfig) -> list[dict[str, Any]]:
@@ -72,13 +87,13 @@ class TaskDefinition(Stage):
         spec = {"task": config.task.model_dump(mode="json"),
                 "constraints": config.constraints.model_dump(mode="json"),
                 "gates": describe_gates(config), "remedies": list(config.remedies),
-                "probe": probe, "estimated_epoch_time_s": epoch_time, "feasibility": feasibility}
+                "probe": reproducible(probe), "estimated_epoch_time_s": epoch_time, "feasibility": feasibility}
         atomic_write_json(ctx.out_dir / "task_spec.json", spec)
         ctx.decide("feasibility", feasibility["verdict"], feasibility["reason"], probe=probe)
         return StageResult(metrics={"estimated_epoch_time": epoch_time},
                            summary=f"primary metric {config.task.primary_metric}, {len(config.gates)} gate(s); "
                                    f"reference epoch {epoch_time:.2f}s on {probe['device']} "
-                                   f"({probe['precision']}); {feasibility['verdict']}")
+                                   f"({probe['precision']}, probe {_source(probe)}); {feasibility['verdict']}")
 
     @staticmethod
     def _feasibility(config: MlestarConfig, epoch_time: float) -> dict[str, Any]:

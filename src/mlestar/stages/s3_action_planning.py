@@ -14,6 +14,7 @@ from mlestar.config.schema import MlestarConfig
 from mlestar.stages.common import DATASET_REF, markdown_table
 from mlestar.training.plan import (PlanChange, PlanDocument, PlanEstimate, ReasonedPlan, TrainingPlan,
                                   balanced_class_weights, describe_changes)
+from mlestar.training.probe_cache import ProbeSource, reproducible, source_of
 from mlestar.utils.io import atomic_write_text
 from mlestar.workflow.remedies import remedy_changes
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -94,24 +95,36 @@ def epochs_in(budget: float, n_train: int, probe: dict[str, Any]) -> int:
 
 def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], config: MlestarConfig
                     ) -> dict[str, Any]:
-    """Measured training images/s of one candidate in the airbench recipe's own loop, at the planned precision."""
+    """Measured training images/s of one candidate in the airbench recipe's own loop, at the planned precision.
+
+    From the probe cache (training/probe_cache.py) when this machine measured
+    the same candidate plan and image shape before: a re-plan after a
+    loop-back costs no probe. The result's ``cache`` says which it was.
+    """
     import torch
 
     from mlestar.models import model_info
     from mlestar.training.plan import build_model, spec_from_plan
-    from mlestar.training.probe import loop_throughput
+    from mlestar.training.probe import LOOP_SECONDS, LOOP_STEPS, loop_throughput
+    from mlestar.training.probe_cache import cached_measurement
     from mlestar.training.recipes import airbench_settings
 
     height, _, channels = record["image_shape"]
     t = config.training
+    if t.num_threads:  # time the threads training will use, also in a resumed process stage 2 did not set up
+        torch.set_num_threads(t.num_threads)
     settings = airbench_settings(t.batch_size if "batch_size" in t.model_fields_set else None,
                                  device=spec["probe"]["device"])
     candidate = TrainingPlan(**settings, model=name, recipe="airbench", width=t.width or model_info(name).default_width,
                              image_size=height, in_channels=channels, num_classes=len(record["class_names"]),
                              flip_safe=True, class_weighting="none", precision=spec["probe"]["precision"],
                              device=spec["probe"]["device"], seed=0)
-    return loop_throughput(build_model(candidate), (channels, height, height), candidate.num_classes,
-                           spec_from_plan(candidate), device=torch.device(candidate.device))
+    shape = (channels, height, height)
+    setup = {"method": "loop_throughput", "plan": candidate.to_json(), "shape": list(shape),
+             "loop_steps": LOOP_STEPS, "loop_seconds": LOOP_SECONDS}
+    return cached_measurement(setup, candidate.device, lambda: loop_throughput(
+        build_model(candidate), shape, candidate.num_classes, spec_from_plan(candidate),
+        device=torch.device(candidate.device)))
 
 
 def pick_by_budget(probes: dict[str, dict[str, Any]], budget: float, n_train: int) -> tuple[str, str]:
@@ -282,7 +295,8 @@ class ActionPlanning(Stage):
         record, recs, spec = ctx.read_json(DATASET_REF), ctx.read_json(RECS_REF), ctx.read_json(SPEC_REF)
         plan, probes = base_plan(ctx.config, record, recs, spec,
                                  lambda done, total: ctx.progress("throughput probes", done, total))
-        if probes:
+        sources = {name: source for name, p in probes.items() if (source := source_of(p)) is not None}
+        if probes:  # each probe's ``cache``: hit or why measured, key, age (plan.json keeps key and time only)
             ctx.audit.append("throughput_probe", stage=self.name, probes=probes)
         plan, applied = apply_adjustments(plan, ctx.adjustments)
         for line, changes in applied:
@@ -294,24 +308,51 @@ class ActionPlanning(Stage):
             plan = plan.apply([PlanChange("class_weights", weights, "inverse class frequency (balanced)")])
         doc = PlanDocument(training=plan.training, reasons=plan.reasons, adjustments=[line for line, _ in applied],
                            constraint_fits=notes, estimate=PlanEstimate(params=params, training_seconds=seconds),
-                           probes=probes)
+                           probes={name: reproducible(p) for name, p in probes.items()})
         doc.save(ctx.out_dir / "plan.json")
-        atomic_write_text(ctx.out_dir / "plan.md", render_plan(doc))
+        atomic_write_text(ctx.out_dir / "plan.md", render_plan(doc, sources))
         for key in ("model", "recipe", "width", "epochs", "augmentation", "precision"):
             ctx.decide(key, doc.training.setting(key), doc.reasons[key])
         v = doc.training
         return StageResult(metrics={"planned_training_time": seconds, "planned_params": float(params)},
                            summary=f"{v.model} width {v.width} ({params:,} params), {v.epochs} epochs, "
                                    f"{v.optimizer} lr {v.learning_rate:g}, aug {v.augmentation}, "
-                                   f"{v.precision}; est. {seconds:.1f}s")
+                                   f"{v.precision}; est. {seconds:.1f}s{_probe_summary(sources)}")
 
 
-def render_plan(plan: PlanDocument) -> str:
-    """``plan.md``: every setting with its reason, then remedies and constraint fits."""
+def _probe_summary(sources: dict[str, ProbeSource]) -> str:
+    """``; probes: 2 cached, 1 measured`` for the stage summary; empty without probes."""
+    if not sources:
+        return ""
+    hits = sum(source.cached for source in sources.values())
+    return f"; probes: {hits} cached, {len(sources) - hits} measured"
+
+
+def render_plan(plan: PlanDocument, sources: dict[str, ProbeSource] | None = None) -> str:
+    """``plan.md``: every setting with its reason, remedies and constraint fits, then the throughput probes.
+
+    ``sources`` (by model) say which probes came from the probe cache and how
+    old they were; plan.json holds only each probe's key and measurement time.
+    """
     rows = [[key, value, plan.reasons.get(key, "")] for key, value in plan.training.to_json().items()
             if key != "class_weights"]
     extra = "".join(f"- {line}\n" for line in plan.adjustments + plan.constraint_fits) or "- none\n"
     est = plan.estimate
     return (f"# Training plan\n\n{markdown_table(['setting', 'value', 'reason'], rows)}\n\n"
             f"## Changes from remedies and constraints\n\n{extra}\n"
-            f"Estimate: {est.params:,} parameters, {est.training_seconds:.1f}s of training.\n")
+            f"Estimate: {est.params:,} parameters, {est.training_seconds:.1f}s of training.\n"
+            f"{_probe_section(plan, sources or {})}")
+
+
+def _probe_section(plan: PlanDocument, sources: dict[str, ProbeSource]) -> str:
+    """The probes behind the model choice: speed, where the number came from, when measured, cache key."""
+    if not plan.probes:
+        return ""
+    rows = []
+    for name, probe in plan.probes.items():
+        cache = probe.get("cache") or {}
+        source = sources.get(name)
+        rows.append([name, f"{probe['images_per_second']:.0f}", source.describe() if source else "measured",
+                     cache.get("measured_at", ""), str(cache.get("key", ""))[:16]])
+    headers = ["model", "images/s", "source", "measured at", "cache key"]
+    return f"\n## Throughput probes\n\n{markdown_table(headers, rows)}\n"

@@ -64,6 +64,12 @@ class Implementation(Stage):
         atomic_write_json(ctx.out_dir / "metrics.json", {**metrics, "best_epoch": result.best_epoch,
                                                          "resumed_from_epoch": result.resumed_from,
                                                          "stopped_early": result.stopped_early,
+                                                         # what stage 6 checks before reusing this run as its
+                                                         # "before" side (tuning/compare.stage4_reuse)
+                                                         "seed": plan.seed,
+                                                         "split_hashes": {n: s["hash"] for n, s in
+                                                                          ctx.read_json(DATASET_REF)["splits"].items()
+                                                                          if n in ("train", "val")},
                                                          "trained_on": f"train split only ({len(dataset.train)} "
                                                                        f"images; validation held out)"})
         plot_training_curves(result.history, ctx.out_dir / "training_curves.png")

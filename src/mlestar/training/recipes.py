@@ -55,3 +55,19 @@ def airbench_settings(batch_size: int | None = None, *, device: str = "cuda") ->
 def recipe_for(model: str) -> RecipeName:
     """The recipe a registered model trains with."""
     return "airbench" if model in AIRBENCH_MODELS else "plain"
+
+
+# Recipes whose author tuned them at length, and the settings that tuning fixed. Stage 3 marks a
+# plan's recipe by naming it (``plan.recipe``); stage 6 then searches only what the recipe left open
+# (epochs, width, augmentation, class weighting: things that depend on the budget and the data), unless
+# ``refinement.search_tuned_recipe`` is true. airbench94's optimiser settings come from many hundreds of
+# CIFAR-10 runs by its author; a 10-trial search on a quarter of the data cannot out-rank them.
+TUNED_SETTINGS: dict[str, frozenset[str]] = {
+    "airbench": frozenset({"learning_rate", "weight_decay", "momentum", "label_smoothing", "optimizer",
+                           "batch_size", "schedule", "warmup_fraction", "lookahead_every", "lookahead_alpha"}),
+}
+
+
+def tuned_settings(recipe: str) -> frozenset[str]:
+    """The settings ``recipe``'s author tuned at length (empty: not a tuned recipe)."""
+    return TUNED_SETTINGS.get(recipe, frozenset())

@@ -10,10 +10,20 @@ component with the largest positive impact that has parameters to vary gets
 the focused search: its parameters are searched (the configured spec where the
 search space has one, else a range around the best value) with everything else
 held at the best configuration.
+
+A component whose removal *raises* validation accuracy beyond the sampling
+error of one measurement on the validation split (``sqrt(p(1 - p) / n)``, as
+the before/after rule uses) is a finding, not noise: the best configuration
+without it becomes a candidate for the before/after comparison
+(:func:`ablation_findings`). On the digits default, removing augmentation once
+took validation from 96.5% to 99.3% and the run kept the plan.
+
+Settings a tuned recipe fixed (``frozen``) are neither ablated nor searched.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -71,14 +81,16 @@ def is_on(component: Component, plan: TrainingPlan) -> bool:
 
 def run_ablation(job: TuneJob, data: TrialData, best_params: dict[str, Any], best_value: float, *,
                  deadline: float | None = None, report: Callable[[str], None] = lambda line: None,
-                 progress: Callable[[int, int], None] = lambda done, total: None) -> list[dict[str, Any]]:
+                 progress: Callable[[int, int], None] = lambda done, total: None,
+                 frozen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Train the best configuration with each component off; rows ranked by impact (largest first).
 
-    Components left when ``deadline`` (epoch seconds) passes are not trained.
+    Components left when ``deadline`` (epoch seconds) passes are not trained, nor
+    those whose switch is in ``frozen`` (a tuned recipe's settings).
     ``progress(done, total)`` follows the ablations; it ends at ``done == total`` either way.
     """
     best_plan = apply_params(job.plan, best_params, data.class_counts)
-    todo = [component for component in COMPONENTS if is_on(component, best_plan)]
+    todo = [component for component in COMPONENTS if is_on(component, best_plan) and component.key not in frozen]
     rows = []
     for component in todo:
         if deadline is not None and time.time() >= deadline:
@@ -106,6 +118,7 @@ def _ablate(component: Component, best_plan: TrainingPlan, job: TuneJob, data: T
         value, error = INFEASIBLE_VALUE, exc.message
     before = _show(best_plan.setting(component.key))
     return {"component": component.name, "change": f"{component.key}: {before} -> {off}",
+            "setting": component.key, "off": off,
             "reference": best_value, "val_accuracy": value, "impact": best_value - value,
             "seconds": time.perf_counter() - started, "error": error}
 
@@ -114,24 +127,42 @@ def _show(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def focus_target(rows: list[dict[str, Any]], plan: TrainingPlan, configured: dict[str, ParamSpec]
-                 ) -> tuple[str, dict[str, ParamSpec]] | None:
+def ablation_findings(rows: list[dict[str, Any]], val_size: int) -> list[dict[str, Any]]:
+    """Ablations whose removal raised val accuracy beyond one validation sampling error; best first.
+
+    Each returned row gains ``gain`` (ablated minus reference), ``noise`` (the
+    sampling error at the reference's accuracy on ``val_size`` images) and
+    ``params`` (the setting that removes the component, to lay over the best
+    trial's). Rows without ``setting`` (cached by an older version) are skipped.
+    """
+    found = []
+    for row in rows:
+        p = min(max(float(row["reference"]), 0.0), 1.0)
+        noise = math.sqrt(p * (1 - p) / val_size) if val_size else 0.0
+        if "setting" in row and not row.get("error") and -row["impact"] > noise:
+            found.append({**row, "gain": -row["impact"], "noise": noise, "params": {row["setting"]: row["off"]}})
+    return sorted(found, key=lambda row: -row["gain"])
+
+
+def focus_target(rows: list[dict[str, Any]], plan: TrainingPlan, configured: dict[str, ParamSpec],
+                 frozen: frozenset[str] = frozenset()) -> tuple[str, dict[str, ParamSpec]] | None:
     """The component to search next and its space: the largest positive impact with parameters to vary."""
     by_name = {c.name: c for c in COMPONENTS}
     for row in rows:
         if row["impact"] <= 0:
             break
-        space = focus_space(by_name[row["component"]], plan, configured)
+        space = focus_space(by_name[row["component"]], plan, configured, frozen)
         if space:
             return row["component"], space
     return None
 
 
-def focus_space(component: Component, plan: TrainingPlan, configured: dict[str, ParamSpec]
-                ) -> dict[str, ParamSpec]:
-    """The component's parameters: the configured spec (conditions dropped: the rest is fixed) or a default."""
+def focus_space(component: Component, plan: TrainingPlan, configured: dict[str, ParamSpec],
+                frozen: frozenset[str] = frozenset()) -> dict[str, ParamSpec]:
+    """The component's parameters, less ``frozen`` ones: the configured spec (conditions dropped: the rest is
+    fixed) or a default."""
     space = {}
-    for name in component.params:
+    for name in (name for name in component.params if name not in frozen):
         spec = configured[name].model_copy(update={"when": None}) if name in configured \
             else default_spec(name, plan)
         if spec is not None:

@@ -2,8 +2,11 @@
 
 Both sides train on the whole training split with their own epochs (trials
 may have used fewer) and the same training-time limit as stage 4, once per
-seed. The baseline's first seed is the plan's seed, which is exactly stage 4's
-run, so its validation accuracy is reused instead of trained again. The
+seed. The baseline's first seed is the plan's seed. Stage 4's model is that
+run, and its validation accuracy is reused instead of trained again, only when
+:func:`stage4_reuse` finds it the same run: the same seed, trained on the
+training split alone (``trained_on``), of the same data (split hashes). Else
+the baseline is retrained for that seed like every other. The
 refined configuration is adopted only when its mean gain exceeds both the
 noise and ``refinement.min_improvement``. The noise is the larger
 seed-to-seed standard deviation of the two sides, but never less than the
@@ -74,13 +77,40 @@ def _std(values: list[float]) -> float:
     return statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def compare(baseline_plan: TrainingPlan, refined_plan: TrainingPlan, stage4_val: float, data: TrialData,
+def stage4_reuse(metrics: dict[str, Any], *, seed: int, split_hashes: dict[str, str],
+                 train_size: int) -> tuple[bool, str]:
+    """Whether stage 4's run (its ``metrics.json``) is the baseline's first seed, and why (or what differs).
+
+    It is when stage 4 recorded the comparison's seed and the split hashes of
+    the data the comparison trains on, and trained on the training split alone
+    (``trained_on``: ``train split only (N images ...``, N the split's size). A
+    run that does not say is retrained rather than trusted.
+    """
+    differs = []
+    if metrics.get("seed") != seed:
+        differs.append(f"seed {metrics.get('seed')!r} (comparison: {seed})")
+    recorded = metrics.get("split_hashes") or {}
+    for name in ("train", "val"):
+        if recorded.get(name) != split_hashes.get(name):
+            differs.append(f"{name} split hash {str(recorded.get(name))[:12]!r} "
+                           f"(comparison: {str(split_hashes.get(name))[:12]!r})")
+    trained_on = str(metrics.get("trained_on", ""))
+    if not trained_on.startswith(f"train split only ({train_size} "):
+        differs.append(f"trained on {trained_on!r} (comparison: the {train_size}-image training split)")
+    if differs:
+        return False, "stage 4's run differs: " + "; ".join(differs) + "; the baseline is retrained"
+    return True, f"stage 4's run is the baseline's seed {seed}: same seed, training split and split hashes"
+
+
+def compare(baseline_plan: TrainingPlan, refined_plan: TrainingPlan, stage4_val: float | None, data: TrialData,
             job: TuneJob, *, seeds: int, budget: float | None, max_seconds: float | None, work_dir: Path,
             report: Callable[[str], None] = lambda line: None,
             progress: Callable[[int, int], None] = lambda done, total: None) -> Comparison:
     """Train both sides on up to ``seeds`` seeds, fewer when ``budget`` (seconds) would be exceeded.
 
     ``progress(done, total)`` counts seeds compared; it ends at ``done == total`` either way.
+    ``stage4_val``: stage 4's validation accuracy when its run is the baseline's
+    first seed (:func:`stage4_reuse`); None retrains the baseline for that seed too.
 
     Seeds run in order (plan seed, +1, +2, ...); a further seed starts only
     when the time both sides took for the last one still fits the budget. At
@@ -96,7 +126,7 @@ def compare(baseline_plan: TrainingPlan, refined_plan: TrainingPlan, stage4_val:
             break
         seed = first + index
         run = _side(refined_plan, seed, data, job, work_dir / f"refined-seed{seed}", max_seconds, report)
-        base = stage4_val if index == 0 else \
+        base = stage4_val if index == 0 and stage4_val is not None else \
             _side(baseline_plan, seed, data, job, work_dir / f"baseline-seed{seed}", max_seconds, report).val_accuracy
         out.seeds.append(seed)
         out.refined.append(run.val_accuracy)

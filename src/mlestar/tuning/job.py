@@ -40,7 +40,9 @@ class TuneJob:
         target_trials: finished (complete or pruned) trials the study should reach.
         epochs: epochs per trial; None: the plan's (a drawn ``epochs`` wins).
         train_fraction: share of the training split a trial trains on (seeded subset).
-        sampler, pruner: config names (``tpe``, ``median``, ...).
+        sampler, pruner: config names (``tpe``, ``halving``, ``median``, ...; stage 6 resolves ``auto``).
+        min_resource: epochs before a trial's first ranking by a halving or Hyperband pruner
+            (stage 6 chooses it from stage 4's curve: :mod:`mlestar.tuning.rungs`).
         seed: the run's seed (data split and sampler).
         data: the DataConfig as JSON; a worker may swap in its own paths.
         preprocessing: normalisation recorded by stage 1.
@@ -65,6 +67,7 @@ class TuneJob:
     train_fraction: float = 1.0
     sampler: str = "tpe"
     pruner: str = "median"
+    min_resource: int = 1
     constraints: dict[str, float | None] = field(default_factory=dict)
     heartbeat: float = 10.0
     deterministic: bool = True
@@ -113,7 +116,7 @@ def _plain(obj: Any) -> Any:
 
 
 def build_job(config: MlestarConfig, plan: TrainingPlan, record: dict[str, Any], *, study: str,
-              storage: str, target_trials: int) -> TuneJob:
+              storage: str, target_trials: int, min_resource: int = 1) -> TuneJob:
     """The main search's job for a run: plan from stage 3, data record from stage 1, settings from the config."""
     r = config.refinement
     return TuneJob(study=study, storage=storage, plan=plan, space=space_to_json(r.search_space),
@@ -121,7 +124,7 @@ def build_job(config: MlestarConfig, plan: TrainingPlan, record: dict[str, Any],
                    preprocessing=record["preprocessing"],
                    split_hashes={name: record["splits"][name]["hash"] for name in ("train", "val")},
                    epochs=r.epochs_per_trial, train_fraction=r.train_fraction, sampler=r.sampler,
-                   pruner=r.pruner, constraints=constraint_limits(config.constraints),
+                   pruner=r.pruner, min_resource=min_resource, constraints=constraint_limits(config.constraints),
                    heartbeat=r.heartbeat_interval, deterministic=config.deterministic, timeout=r.timeout)
 
 

@@ -56,8 +56,12 @@ def worker_command(job: TuneJob) -> str:
 
 
 def search(job: TuneJob, data: TrialData, settings: RefinementConfig, *, log_dir: Path,
-           report: Report = lambda line: None, progress: Progress = lambda label, done, total: None) -> SearchResult:
-    """Run main search, ablation and focused search within the job's trial target and the settings' timeout."""
+           report: Report = lambda line: None, progress: Progress = lambda label, done, total: None,
+           frozen: frozenset[str] = frozenset()) -> SearchResult:
+    """Run main search, ablation and focused search within the job's trial target and the settings' timeout.
+
+    ``frozen``: settings a tuned recipe fixed; neither ablated nor given a focused search.
+    """
     started = time.time()
     focus_trials = int(job.target_trials * settings.focus_fraction) if settings.ablation else 0
     main_end, end = _deadlines(settings, started)
@@ -68,10 +72,10 @@ def search(job: TuneJob, data: TrialData, settings: RefinementConfig, *, log_dir
     result = SearchResult(studies=[job.study])
     best = best_row(trial_rows(main.study, "main"))
     if settings.ablation and best is not None:
-        result.ablation = cached_ablation(main, data, best, deadline=end, report=report,
+        result.ablation = cached_ablation(main, data, best, deadline=end, report=report, frozen=frozen,
                                           progress=lambda done, total: progress("ablations", done, total))
         result.focus = _focus(job, data, settings, best, result.ablation, focus_trials, log_dir, end, report,
-                              progress)
+                              progress, frozen)
     if focus_trials and result.focus is None:
         _extend(main, data, settings, log_dir, end, report, progress)
     result.rows = trial_rows(main.study, "main") + (result.focus or {}).pop("rows", [])
@@ -92,25 +96,25 @@ def _deadlines(settings: RefinementConfig, started: float) -> tuple[float | None
 
 
 def cached_ablation(main: OpenStudy, data: TrialData, best: dict[str, Any], *, deadline: float | None,
-                    report: Report, progress: Callable[[int, int], None] = lambda done, total: None
-                    ) -> list[dict[str, Any]]:
+                    report: Report, progress: Callable[[int, int], None] = lambda done, total: None,
+                    frozen: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     """Ablation rows for the best trial, kept in the study so a resumed search does not train them again."""
     stored = main.study.user_attrs.get(ABLATION_ATTR) or {}
     if stored.get("best") == [best["study"], best["number"]] and stored.get("rows"):
         report(f"  ablation of trial {best['number']} reused from the study")
         return list(stored["rows"])
     rows = run_ablation(main.job, data, best["params"], best["value"], deadline=deadline, report=report,
-                        progress=progress)
+                        progress=progress, frozen=frozen)
     main.study.set_user_attr(ABLATION_ATTR, {"best": [best["study"], best["number"]], "rows": rows})
     return rows
 
 
 def _focus(job: TuneJob, data: TrialData, settings: RefinementConfig, best: dict[str, Any],
            ablation: list[dict[str, Any]], trials: int, log_dir: Path, deadline: float | None, report: Report,
-           progress: Progress) -> dict[str, Any] | None:
+           progress: Progress, frozen: frozenset[str] = frozenset()) -> dict[str, Any] | None:
     """The focused study over the most important component's parameters, or None when there is none."""
     best_plan = apply_params(job.plan, best["params"], data.class_counts)
-    target = focus_target(ablation, best_plan, settings.search_space) if trials else None
+    target = focus_target(ablation, best_plan, settings.search_space, frozen) if trials else None
     if target is None:
         return None
     component, space = target

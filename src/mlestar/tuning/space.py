@@ -93,3 +93,14 @@ def param_changes(params: Mapping[str, Any], class_counts: list[int], reason: st
 def apply_params(plan: TrainingPlan, params: Mapping[str, Any], class_counts: list[int]) -> TrainingPlan:
     """A new plan with a trial's parameters in it (``plan`` itself is frozen; see :func:`param_changes`)."""
     return plan.apply(param_changes(params, class_counts, "trial parameters"))
+
+
+def untuned_space(space: Mapping[str, ParamSpec], recipe: str) -> tuple[dict[str, ParamSpec], list[str]]:
+    """(the space less the settings ``recipe``'s author tuned at length, the names dropped, sorted).
+
+    See :data:`mlestar.training.recipes.TUNED_SETTINGS`; a recipe that is not tuned drops nothing.
+    """
+    from mlestar.training.recipes import tuned_settings
+
+    fixed = tuned_settings(recipe)
+    return {name: spec for name, spec in space.items() if name not in fixed}, sorted(set(space) & fixed)

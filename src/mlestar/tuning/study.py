@@ -49,23 +49,31 @@ def make_sampler(name: str, seed: int) -> Any:
     return optuna.samplers.TPESampler(seed=seed)
 
 
-def make_pruner(name: str, *, max_epochs: int, target_trials: int) -> Any:
+def make_pruner(name: str, *, max_epochs: int, target_trials: int, min_resource: int = 1) -> Any:
     """The pruner for a config name, sized to the trial length and count.
 
     Median: no pruning until a few trials have finished (a fifth of the budget,
     2 to 5), nor on a trial's first epoch when it has three or more (the first
     epoch of a warming-up schedule says little); then stop a trial whose val
     accuracy is below the median of earlier trials at the same epoch.
-    Hyperband: brackets from 1 epoch to the trial's length.
+    ``auto`` is the median pruner where nothing resolved it (``mlestar tune``);
+    stage 6 resolves it to ``halving`` or ``none`` from stage 4's curve.
+    Halving: successive halving whose first rung is ``min_resource`` epochs
+    (stage 6 chooses it: :mod:`mlestar.tuning.rungs`), keeping the best third at each rung.
+    Hyperband: brackets from ``min_resource`` epochs to the trial's length.
     """
     import optuna
 
-    if name == "median":
+    if name == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=max(1, min_resource), reduction_factor=3)
+
+    if name in ("median", "auto"):
         # steps are epochs counted from 1: a warm-up of 2 steps first allows pruning after epoch 2
         return optuna.pruners.MedianPruner(n_startup_trials=min(5, max(2, target_trials // 5)),
                                            n_warmup_steps=2 if max_epochs >= 3 else 1)
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, max_epochs), reduction_factor=3)
+        return optuna.pruners.HyperbandPruner(min_resource=max(1, min_resource), max_resource=max(1, max_epochs),
+                                              reduction_factor=3)
     return optuna.pruners.NopPruner()
 
 
@@ -117,7 +125,8 @@ def _open_study(job: TuneJob, storage: Any, *, create: bool, worker: bool) -> Op
     study = optuna.create_study(study_name=job.study, storage=storage, direction="maximize", load_if_exists=True,
                                 sampler=make_sampler(job.sampler, job.seed + (os.getpid() if worker else 0)),
                                 pruner=make_pruner(job.pruner, max_epochs=max_epochs,
-                                                   target_trials=job.target_trials))
+                                                   target_trials=job.target_trials,
+                                                   min_resource=job.min_resource))
     if study_id is None:
         study.set_user_attr(SIGNATURE_ATTR, job.signature())
         study.set_user_attr(JOB_ATTR, job.to_dict())

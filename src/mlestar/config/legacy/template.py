@@ -161,6 +161,8 @@ def _first_error(exc: Exception) -> str:
 
 def _trials(tr: Translation, value: Any, path: str) -> None:
     tr.put("refinement.n_trials", value, path)
+    # the template budgets its search in trials: keep that meaning rather than mlestar's share of stage 4's time
+    tr.put("refinement.budget_share", None, path)
 
 
 _ENVIRONMENT_HANDLERS: dict[str, Handler] = {

@@ -147,7 +147,9 @@ def warmup_rounds(model: TableModel) -> int:
 def _pruner(name: str, warmup_rounds: int) -> Any:
     import optuna
 
-    return {"median": optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_rounds),
+    median = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=warmup_rounds)
+    return {"median": median, "auto": median,  # auto: the images' rung choice reads epochs; tables keep the median
+            "halving": optuna.pruners.SuccessiveHalvingPruner(min_resource=warmup_rounds, reduction_factor=3),
             "hyperband": optuna.pruners.HyperbandPruner(min_resource=warmup_rounds),
             "none": optuna.pruners.NopPruner()}[name]
 
