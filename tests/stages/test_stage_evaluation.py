@@ -21,7 +21,8 @@ def test_efficiency_json_states_the_sample_behind_its_numbers(finished_run: tupl
     assert measured["throughput_batch"] == default.throughput_batch == 64
     assert measured["throughput_batches"] == default.throughput_batches == 3
     assert 1 <= measured["latency_probes"] <= default.latency_probes
-    assert measured["latency_calls"] == measured["latency_probes"] * default.latency_calls
+    # whole probes of 20 within the 2 s allowed; a loaded test machine may cut one to the 5 a p95 needs
+    assert 5 * measured["latency_probes"] <= measured["latency_calls"] <= measured["latency_probes"] * 20
     assert measured["input_shape"] == [1, 8, 8]  # digits: gray 8x8
     assert json.loads((folder / "metrics.json").read_text())["efficiency"] == eff
     assert (f"(batch 64, best of 3 passes; latency: {measured['latency_calls']} calls in "

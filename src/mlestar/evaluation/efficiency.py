@@ -28,15 +28,16 @@ class EfficiencySample:
     """How much :func:`efficiency_report` runs the model: fixed counts, so its cost is bounded and stated.
 
     The work does not grow with the data (it never touches it): ``warmup`` batch-1 passes,
-    up to ``latency_probes`` probes of exactly ``latency_calls`` timed batch-1 passes, then
-    ``1 + throughput_batches`` passes of ``throughput_batch`` images. The first probe always
-    runs whole; the others only while ``latency_seconds`` have not passed, so a slow model or a
-    loaded machine costs one probe, not three (what ran is stated under ``measured``).
+    up to ``latency_probes`` probes of ``latency_calls`` timed batch-1 passes, then
+    ``1 + throughput_batches`` passes of ``throughput_batch`` images. Probes run whole within
+    ``latency_seconds``; past it none starts and the running one stops at 5 calls, so a slow
+    model or a loaded machine costs about that long, not three probes (what ran is stated
+    under ``measured``).
     """
 
     latency_probes: int = 3  # several probes: one that a busy moment of the machine slowed is outvoted
     latency_calls: int = 20  # timed batch-1 passes per probe; p95 of 20 lies between the two slowest
-    latency_seconds: float = 2.0  # no further probe starts after this (the former cap on the latency timing)
+    latency_seconds: float = 2.0  # the latency timing's cap, as before (past it: see probed_latency)
     warmup: int = 3  # untimed batch-1 passes first (allocator, oneDNN primitives, cuDNN choice)
     throughput_batch: int = 64  # images per throughput pass
     throughput_batches: int = 3  # timed passes of that batch, after one untimed one; the fastest counts
@@ -111,7 +112,7 @@ def _mac_hook(macs: list[int]) -> Any:
 
 def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], *, warmup: int = 5,
                     repeats: int = 50, max_seconds: float = 5.0) -> dict[str, float]:
-    """Seconds per batch-1 forward pass: ``{"p50", "p95", "mean"}``.
+    """Seconds per batch-1 forward pass: ``{"p50", "p95", "mean"}``, and ``"calls"``, how many were timed.
 
     Runs ``warmup`` untimed passes (allocator, cuDNN autotune, caches), then
     up to ``repeats`` timed ones. Stops early once ``max_seconds`` have
@@ -137,7 +138,7 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, int, int], *, warm
                 break
     seconds = np.asarray(times)
     return {"p50": float(np.percentile(seconds, 50)), "p95": float(np.percentile(seconds, 95)),
-            "mean": float(seconds.mean())}
+            "mean": float(seconds.mean()), "calls": float(len(times))}
 
 
 def measure_throughput(model: nn.Module, input_shape: tuple[int, int, int], batch_size: int = 256,
@@ -164,21 +165,23 @@ def measure_throughput(model: nn.Module, input_shape: tuple[int, int, int], batc
 
 def probed_latency(model: nn.Module, input_shape: tuple[int, int, int], *, probes: int = 3, calls: int = 20,
                    warmup: int = 3, max_seconds: float = float("inf")) -> dict[str, float]:
-    """Batch-1 latency from up to ``probes`` probes of exactly ``calls`` timed passes: the quietest probe's numbers.
+    """Batch-1 latency from up to ``probes`` probes of ``calls`` timed passes: the quietest probe's numbers.
 
-    Returns ``{"p50", "p95", "mean"}`` (seconds) of the probe with the lowest p95, and
-    ``"probes"``, how many ran. Other processes on the machine only ever add time, so the
-    lowest probe is the estimate of what the model costs, as in
-    :func:`mlestar.tuning.objective.confirmed_latency`; one probe that a busy moment slowed is
-    outvoted, yet the chosen probe's p95 still covers its own slowest calls. ``warmup``
-    untimed passes run before the first probe only; the first probe always runs whole, a
-    later one only while ``max_seconds`` have not passed since the start.
+    Returns ``{"p50", "p95", "mean"}`` (seconds) of the probe with the lowest p95, with
+    ``"probes"`` (how many ran) and ``"calls"`` (timed passes, all probes). Other processes
+    on the machine only ever add time, so the lowest probe is the estimate of what the model
+    costs, as in :func:`mlestar.tuning.objective.confirmed_latency`; one probe that a busy
+    moment slowed is outvoted, yet the chosen probe's p95 still covers its own slowest calls.
+    ``warmup`` untimed passes run before the first probe only. Within ``max_seconds`` every
+    probe runs its ``calls``; past it no probe starts, and the one running stops once it
+    has 5 (seen on a loaded 2-core CPU: batch-1 passes of 230 ms instead of 3 ms).
     """
     deadline = time.perf_counter() + max_seconds
-    results = [measure_latency(model, input_shape, warmup=warmup, repeats=calls, max_seconds=float("inf"))]
-    while len(results) < probes and time.perf_counter() < deadline:
-        results.append(measure_latency(model, input_shape, warmup=0, repeats=calls, max_seconds=float("inf")))
-    return {**min(results, key=lambda result: result["p95"]), "probes": float(len(results))}
+    results = [measure_latency(model, input_shape, warmup=warmup, repeats=calls, max_seconds=max_seconds)]
+    while len(results) < probes and (left := deadline - time.perf_counter()) > 0:
+        results.append(measure_latency(model, input_shape, warmup=0, repeats=calls, max_seconds=left))
+    best = min(results, key=lambda result: result["p95"])
+    return {**best, "probes": float(len(results)), "calls": float(sum(r["calls"] for r in results))}
 
 
 def batch_throughput(model: nn.Module, input_shape: tuple[int, int, int], *, batch_size: int = 64,
@@ -234,7 +237,6 @@ def efficiency_report(model: nn.Module, input_shape: tuple[int, int, int], *,
     """
     latency = probed_latency(model, input_shape, probes=sample.latency_probes, calls=sample.latency_calls,
                              warmup=sample.warmup, max_seconds=sample.latency_seconds)
-    probes = int(latency["probes"])
     report: dict[str, Any] = {
         "num_params": num_params(model),
         "model_size_bytes": model_size_bytes(model),
@@ -246,7 +248,7 @@ def efficiency_report(model: nn.Module, input_shape: tuple[int, int, int], *,
     }
     report["peak_memory"] = peak_memory_bytes()
     report["measured"] = {"input_shape": list(input_shape), "latency_batch": 1,
-                          "latency_calls": probes * sample.latency_calls, "latency_probes": probes,
+                          "latency_calls": int(latency["calls"]), "latency_probes": int(latency["probes"]),
                           "latency_warmup": sample.warmup,
                           "throughput_batch": sample.throughput_batch,
                           "throughput_batches": sample.throughput_batches, "throughput_warmup": 1,
