@@ -168,6 +168,8 @@ def _prepare(ctx: StageContext, plan: TrainingPlan, outcome: Outcome, dataset: A
     reused, why = stage4_reuse(metrics, seed=plan.seed, split_hashes=hashes, train_size=len(dataset.train))
     outcome.reuse = {"reused": reused, "reason": why}
     ctx.decide("stage4_is_before", reused, why)
+    if reused:
+        ctx.input(BASE_MODEL_REF)  # lineage: stage 4's model is the "before" side, whichever side wins
     space = _tuned_space(ctx, plan, outcome)
     outcome.budget = plan_budget(config, float(metrics.get("training_time", 0.0)), plan_epochs=plan.epochs,
                                  trial_epochs=config.epochs_per_trial or plan.epochs, reuse_before=reused)
