@@ -3,7 +3,8 @@
 Usage (install the anchor first: ``.venv/bin/pip install --no-deps airbench==0.1.8``):
   .venv/bin/python benchmarks/anchors.py --seeds 0 1                      # CPU: 2 seeds
   python3 benchmarks/anchors.py --device cuda --seeds 0 1 2 --warmup      # GPU: 3 seeds
-  .venv/bin/python benchmarks/anchors.py --limit-train 5000 --seeds 0     # a reduced CPU check
+  .venv/bin/python benchmarks/anchors.py --limit-train 5000 --limit-test 2000 --seeds 0 --time-shares 0.8
+      # a reduced CPU check: 4 airbench steps per epoch, so the accuracies mostly measure step counts
 
 Every row trains on the same tensors: the CIFAR-10 JPEG copy's training and
 validation splits joined (50,000 images, as airbench trains), decoded once and
@@ -229,9 +230,12 @@ def load_tensors(args: argparse.Namespace, device: torch.device) -> tuple[Any, A
                        np.concatenate([dataset.train.labels, dataset.val.labels]))
     if args.limit_train:
         train = train.subset(np.sort(np.random.default_rng(0).permutation(len(train))[:args.limit_train]))
+    test = dataset.test
+    if args.limit_test:
+        test = test.subset(np.sort(np.random.default_rng(1).permutation(len(test))[:args.limit_test]))
     tensors = split_to_tensors(train, prep, device)
     data = (tensors, (tensors[0][:512], tensors[1][:512]))  # fit's per-epoch val: a token, nothing is selected
-    return data, split_to_tensors(dataset.test, prep, device), train, dataset.test, list(dataset.class_names)
+    return data, split_to_tensors(test, prep, device), train, test, list(dataset.class_names)
 
 
 def main() -> None:
@@ -244,6 +248,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--time-shares", type=float, nargs="*", default=[1.0, 0.8])
     parser.add_argument("--limit-train", type=int, default=None, help="a seeded random N of the 50,000")
+    parser.add_argument("--limit-test", type=int, default=None, help="a seeded random N of the 10,000 test images")
     parser.add_argument("--warmup", action="store_true", help="one untimed short run of each side first (GPU)")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--json", type=Path, default=None)

@@ -18,14 +18,14 @@ def test_efficiency_json_states_the_sample_behind_its_numbers(finished_run: tupl
     folder = runs_dir / run_id / OUT
     eff = json.loads((folder / "efficiency.json").read_text())
     measured, default = eff["measured"], EfficiencySample()
-    assert measured["throughput_batch"] == default.throughput_batch == 64
+    assert measured["throughput_batch"] == default.throughput_batch == 256
     assert measured["throughput_batches"] == default.throughput_batches == 3
     assert 1 <= measured["latency_probes"] <= default.latency_probes
     # whole probes of 20 within the 2 s allowed; a loaded test machine may cut one to the 5 a p95 needs
     assert 5 * measured["latency_probes"] <= measured["latency_calls"] <= measured["latency_probes"] * 20
     assert measured["input_shape"] == [1, 8, 8]  # digits: gray 8x8
     assert json.loads((folder / "metrics.json").read_text())["efficiency"] == eff
-    assert (f"(batch 64, best of 3 passes; latency: {measured['latency_calls']} calls in "
+    assert (f"(batch 256, best of 3 passes; latency: {measured['latency_calls']} calls in "
             f"{measured['latency_probes']} probes)") in (folder / "report.md").read_text()
 
 

@@ -53,11 +53,20 @@ def test_a_new_study_measures_the_plan_itself_first(storage_url: str) -> None:
     opened = open_study(job)
     run_trials(opened, quick)
     first = opened.study.trials[0]
-    # in range and unconditional: the plan's values; conditional or out of range: left to the sampler
+    # in range: the plan's values, a conditional one too when the plan meets its condition (momentum with
+    # sgd); out of range (label smoothing 0.0 < 0.05): left to the sampler
     assert first.params == {"learning_rate": 0.05} and first.user_attrs["baseline"] is True
-    assert first.system_attrs.get("fixed_params") == {"learning_rate": 0.05, "optimizer": "sgd"}
+    assert first.system_attrs.get("fixed_params") == {"learning_rate": 0.05, "optimizer": "sgd", "momentum": 0.9}
     assert "baseline" not in opened.study.trials[1].user_attrs
     assert len(open_study(job).study.trials) == 2  # continuing a study does not enqueue it again
+
+
+def test_a_conditional_parameter_is_left_out_when_the_plan_misses_its_condition(storage_url: str) -> None:
+    space = {"optimizer": {"type": "categorical", "choices": ["sgd", "adamw"]},
+             "momentum": {"type": "float", "low": 0.5, "high": 0.99, "when": {"optimizer": ["sgd"]}}}
+    job = TuneJob(**{**fake_job(storage_url, unique_study(), target=1, space=space).__dict__,
+                     "plan": sample_plan(epochs=1, optimizer="adamw", momentum=0.9)})
+    assert study_module.baseline_params(job) == {"optimizer": "adamw"}
 
 
 def test_existing_study_with_another_space_is_refused_and_left_untouched(storage_url: str) -> None:

@@ -39,7 +39,7 @@ class EfficiencySample:
     latency_calls: int = 20  # timed batch-1 passes per probe; p95 of 20 lies between the two slowest
     latency_seconds: float = 2.0  # the latency timing's cap, as before (past it: see probed_latency)
     warmup: int = 3  # untimed batch-1 passes first (allocator, oneDNN primitives, cuDNN choice)
-    throughput_batch: int = 64  # images per throughput pass
+    throughput_batch: int = 256  # images per throughput pass: "a large batch" (a GPU at 64 is launch-bound)
     throughput_batches: int = 3  # timed passes of that batch, after one untimed one; the fastest counts
 
     def __post_init__(self) -> None:

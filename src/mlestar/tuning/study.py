@@ -29,7 +29,7 @@ import psutil
 
 from mlestar.errors import TuningError
 from mlestar.tuning.job import TuneJob
-from mlestar.tuning.space import space_from_json
+from mlestar.tuning.space import draw_order, is_active, space_from_json
 from mlestar.tuning.storage import GRACE_INTERVALS, creation_lock, is_journal, open_storage, redact
 
 JOB_ATTR = "mlestar_job"
@@ -137,16 +137,19 @@ def _open_study(job: TuneJob, storage: Any, *, create: bool, worker: bool) -> Op
 
 
 def baseline_params(job: TuneJob) -> dict[str, Any]:
-    """The plan's own values of the space's unconditional parameters that lie inside their ranges.
+    """The plan's own values of the space's parameters that lie inside their ranges.
 
     A new study runs them as its first trial, so what the search finds is ranked
     against the baseline measured the same short way (as Optuna users do with
-    ``enqueue_trial``). Parameters outside the space's range are left to the sampler.
+    ``enqueue_trial``). Parameters outside the space's range are left to the sampler;
+    a conditional one is included when the plan's values meet its ``when`` (walked in
+    draw order, so its conditions are decided first).
     """
+    space = space_from_json(job.space)
     out: dict[str, Any] = {}
-    for name, spec in space_from_json(job.space).items():
-        value = job.plan.setting(name)
-        if spec.when or value is None or isinstance(value, bool):
+    for name in draw_order(space):
+        spec, value = space[name], job.plan.setting(name)
+        if value is None or isinstance(value, bool) or not is_active(spec, out):
             continue
         if spec.type == "categorical":
             if value in (spec.choices or []):
