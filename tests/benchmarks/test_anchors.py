@@ -40,6 +40,7 @@ def test_train94_runs_on_cpu_through_the_shims_and_they_are_undone(anchors, tmp_
     finally:
         os.chdir(cwd)
     assert row["row"] == "airbench94" and row["seconds"] > 0
+    assert row["images"] == 2 * 128  # 256 images: 2 full batches of 128, one epoch
     assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
     assert any("cuda()" in s for s in shims) and any("fp32" in s for s in shims)
     assert torch.nn.Module.cuda is cuda and torch.nn.Module.half is half and torch.cuda.Event is event
@@ -59,14 +60,17 @@ def test_epochs_for_a_time_share(anchors) -> None:
 
 
 def test_summary_ratios_are_against_airbench94(anchors) -> None:
-    rows = [{"row": "airbench94", "seed": s, "epochs": 9.9, "seconds": 100.0 + s, "plain": 0.9, "tta": 0.91 + s / 100}
+    rows = [{"row": "airbench94", "seed": s, "epochs": 9.9, "seconds": 100.0 + s, "plain": 0.9, "tta": 0.91 + s / 100,
+             "images": 1000}
             for s in (0, 2)]
-    rows += [{"row": "mlestar, 0.8x time", "seed": s, "epochs": 8, "seconds": 80.0, "plain": 0.9, "tta": 0.925}
+    rows += [{"row": "mlestar, 0.8x time", "seed": s, "epochs": 8, "seconds": 80.0, "plain": 0.9, "tta": 0.925,
+              "images": 800}
              for s in (0, 2)]
     summary = {s["row"]: s for s in anchors.summarise(rows)}
     assert summary["airbench94"]["time_ratio"] == pytest.approx(1.0)
     assert summary["mlestar, 0.8x time"]["time_ratio"] == pytest.approx(80.0 / 101.0)
     assert summary["mlestar, 0.8x time"]["tta_gain_points"] == pytest.approx(0.5)
+    assert summary["mlestar, 0.8x time"]["images_per_second"] == pytest.approx(10.0)
     assert summary["airbench94"]["tta_sd"] == pytest.approx(np.std([0.91, 0.93], ddof=1))
 
 
@@ -82,5 +86,5 @@ def test_mlestar_row_trains_the_recipe_at_the_asked_epochs(anchors) -> None:
     args = argparse.Namespace(model="airbench_xs", batch=128, compile=False)
     row = anchors.mlestar_row("mlestar, same epochs", (train, (train[0][:32], train[1][:32])), test, args, 0, 2,
                               "fp32")
-    assert row["epochs"] == 2 and row["batch"] == 128 and row["seconds"] > 0
+    assert row["epochs"] == 2 and row["batch"] == 128 and row["seconds"] > 0 and row["images"] == 2 * 128
     assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
