@@ -199,3 +199,27 @@ def test_stage_3_probes_with_the_configured_threads_whatever_the_process_had(loo
         assert entry["machine"]["threads"] == 1 and entry["setup"]["plan"]["model"] == "airbench"
     finally:
         torch.set_num_threads(before)
+
+
+def test_stage_4_drops_and_audits_a_probe_that_training_outran(private_cache: Path) -> None:
+    from mlestar.stages.s4_implementation import _check_probe
+    from mlestar.training.probe_cache import cached_measurement, probe_cache_dir, reproducible
+
+    probe = reproducible(cached_measurement({"model": "airbench_s"}, "cpu", lambda: {"images_per_second": 200.0}))
+
+    class Ctx:
+        decisions: list[tuple] = []
+
+        def read_json(self, ref: str) -> dict:
+            return {"probes": {"airbench_s": probe}}
+
+        def decide(self, what: str, choice: object, reason: str) -> None:
+            self.decisions.append((what, choice, reason))
+
+    ctx = Ctx()
+    _check_probe(ctx, "airbench_s", 250.0)  # 1.25x: noise on a steady machine
+    assert ctx.decisions == [] and (probe_cache_dir() / f"{probe['cache']['key']}.json").exists()
+    _check_probe(ctx, "airbench_s", 570.0)  # 2.85x: the probe ran under load
+    [(what, choice, reason)] = ctx.decisions
+    assert what == "probe_cache_entry_removed" and choice == "airbench_s" and "2.9x" in reason
+    assert not (probe_cache_dir() / f"{probe['cache']['key']}.json").exists()

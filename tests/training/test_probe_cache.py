@@ -177,3 +177,22 @@ def test_the_environment_switch_bypasses_the_cache_and_refreshes_it(monkeypatch:
     assert again["cache"]["status"] == ("bypassed" if bypass else "hit") and spy.calls == (2 if bypass else 1)
     monkeypatch.delenv(NO_CACHE_ENV)
     assert lookup(spy, now=T0 + 20)["images_per_second"] == again["images_per_second"]  # the refresh was stored
+
+
+def test_training_that_outran_a_cached_probe_removes_its_entry(private_cache: Path) -> None:
+    kept = reproducible(lookup(Spy()))  # 1000.3 img/s, as plan.json keeps it
+    entry = probe_cache_dir() / f"{kept['cache']['key']}.json"
+    assert probe_cache.forget_if_understated(kept, 1400.0) is None and entry.exists()  # within 1.5x: a steady machine
+    assert probe_cache.forget_if_understated(kept, 900.0) is None and entry.exists()  # slower training: kept
+    reason = probe_cache.forget_if_understated(kept, 1600.0)
+    assert reason is not None and "1.6x" in reason and not entry.exists()
+    spy = Spy()
+    lookup(spy)
+    assert spy.calls == 1  # the next plan measures again
+    assert probe_cache.forget_if_understated({"images_per_second": 10.0}, 1e6) is None  # planned before the cache
+
+
+def test_a_missing_entry_is_no_error(private_cache: Path) -> None:
+    kept = reproducible(lookup(Spy()))
+    (probe_cache_dir() / f"{kept['cache']['key']}.json").unlink()
+    assert probe_cache.forget_if_understated(kept, 1e6) is None

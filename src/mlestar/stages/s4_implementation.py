@@ -54,6 +54,8 @@ class Implementation(Stage):
             ctx.audit.append("training_resumed", stage=self.name, from_epoch=result.resumed_from)
         if result.stopped_early:
             ctx.decide("stop_early", result.stopped_early, "constraints.max_training_time")
+        if plan.processes == 1 and not result.resumed_from:  # whole epochs timed in this one process
+            _check_probe(ctx, plan.model, len(dataset.train) * len(result.history) / max(result.training_time, 1e-9))
         save_model_file(ctx.out_dir / "model.pt", result.model.cpu(), architecture=architecture(plan),
                         preprocessing=prep.to_dict(), class_names=list(dataset.class_names))
         best = result.history[result.best_epoch - 1]
@@ -76,3 +78,13 @@ class Implementation(Stage):
         return StageResult(metrics=metrics,
                            summary=f"val accuracy {best['val_accuracy']:.2%} at epoch {result.best_epoch}/"
                                    f"{len(result.history)} in {result.training_time:.1f}s")
+
+
+def _check_probe(ctx: StageContext, model: str, images_per_second: float) -> None:
+    """Audit, and drop from the probe cache, a planning probe that training showed was slowed by load."""
+    from mlestar.training.probe_cache import forget_if_understated
+
+    probe = (ctx.read_json(PLAN_REF).get("probes") or {}).get(model)
+    reason = forget_if_understated(probe, images_per_second) if isinstance(probe, dict) else None
+    if reason:
+        ctx.decide("probe_cache_entry_removed", model, reason)

@@ -271,3 +271,34 @@ def _store(path: Path, entry: dict[str, Any]) -> None:
     except OSError as err:
         warnings.warn(f"could not write the probe cache entry {path} ({err}); the next plan measures again",
                       ProbeCacheWarning, stacklevel=3)
+
+
+STALE_FACTOR = 1.5  # training ran this much faster than the probe promised: the probe was slowed by load
+
+
+def forget_if_understated(probe: dict[str, Any], trained_images_per_second: float) -> str | None:
+    """Delete ``probe``'s cache entry when real training outran it by :data:`STALE_FACTOR`; the reason, or None.
+
+    A probe taken while other work loaded the machine understates its speed, and
+    the cache would hand that number to every plan for :data:`MAX_AGE_S`. Stage 4
+    measures the planned model's real images per second over whole epochs; when
+    that is 1.5x the probe's (the probe times the same loop, so they agree within
+    :data:`mlestar.stages.s3_action_planning.EPOCH_OVERHEAD` on a steady machine),
+    the entry is removed and the next plan measures again. A probe that
+    overstated the speed is kept: training under load is the run's problem, not
+    the probe's. Probes without a cache key (planned before the cache) are left alone.
+    """
+    cache, promised = probe.get("cache"), probe.get("images_per_second")
+    if not isinstance(cache, dict) or not promised or trained_images_per_second < STALE_FACTOR * promised:
+        return None
+    path = probe_cache_dir() / f"{cache['key']}.json"
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return None  # already gone or re-measured by another run
+    except OSError as err:
+        warnings.warn(f"probe cache entry {path} could not be removed ({err})", ProbeCacheWarning, stacklevel=2)
+        return None
+    return (f"training ran at {trained_images_per_second:.0f} img/s, {trained_images_per_second / promised:.1f}x "
+            f"the cached probe's {promised:.0f} (measured {cache.get('measured_at')}): the probe was slowed, "
+            f"so its entry {cache['key'][:12]} is removed and the next plan measures again")
