@@ -98,7 +98,7 @@ def plan_budget(settings: RefinementConfig, training_seconds: float, *, plan_epo
         return Budget(**costs, search=settings.timeout, mode="search_and_compare",
                       reason="no budget_share: n_trials, timeout and seeds bound the stage")
     needed = f"{MIN_TRIALS} trials ({MIN_TRIALS * trial:.0f}s)"
-    head = f"budget_share {settings.budget_share:g} x stage 4's {t4:.0f}s = {settings.budget_share * t4:.0f}s"
+    head = f"budget_share {settings.budget_share:g} x stage 4's {_secs(t4)} = {_secs(settings.budget_share * t4)}"
     if total > settings.budget_share * t4:
         head += f", raised to budget_floor {total:.0f}s"
     if settings.timeout is not None:  # explicit search time wins; the share then bounds the comparison only
@@ -127,3 +127,8 @@ def share_needed(training_seconds: float, seconds: float) -> float:
     if training_seconds <= 0:
         return 0.0
     return math.ceil(seconds / training_seconds * 10 - 1e-9) / 10
+
+
+def _secs(seconds: float) -> str:
+    """Whole seconds, or two significant digits below 10 s (a tiny run's 0.6 s is not "1s")."""
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.2g}s"
