@@ -210,16 +210,13 @@ def test_stage_4_drops_and_audits_a_probe_that_training_outran(private_cache: Pa
     class Ctx:
         decisions: list[tuple] = []
 
-        def read_json(self, ref: str) -> dict:
-            return {"probes": {"airbench_s": probe}}
-
         def decide(self, what: str, choice: object, reason: str) -> None:
             self.decisions.append((what, choice, reason))
 
     ctx = Ctx()
-    _check_probe(ctx, "airbench_s", 250.0)  # 1.25x: noise on a steady machine
+    _check_probe(ctx, probe, "airbench_s", 250.0)  # 1.25x: noise on a steady machine
     assert ctx.decisions == [] and (probe_cache_dir() / f"{probe['cache']['key']}.json").exists()
-    _check_probe(ctx, "airbench_s", 570.0)  # 2.85x: the probe ran under load
+    _check_probe(ctx, probe, "airbench_s", 570.0)  # 2.85x: the probe ran under load
     [(what, choice, reason)] = ctx.decisions
     assert what == "probe_cache_entry_removed" and choice == "airbench_s" and "2.9x" in reason
     assert not (probe_cache_dir() / f"{probe['cache']['key']}.json").exists()

@@ -28,6 +28,7 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
     """
     import torch
 
+    from mlestar.evaluation.calibration import apply_temperature
     from mlestar.evaluation.metrics import classification_metrics, expected_calibration_error
     from mlestar.training.loop import evaluate_logits, split_to_tensors
     from mlestar.training.tta import EXTRA_VIEWS, tta_logits
@@ -37,13 +38,13 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     logits = evaluate_logits(model, x, channels_last=channels_last, on_batch=on_batch)
-    probs = torch.softmax(logits / temperature, 1).numpy()
+    probs = apply_temperature(logits.numpy(), temperature).astype(np.float32)
     tta_probs = None
     if tta != "none":
         views = tta_logits(model, x, tta, channels_last=channels_last, plain_logits=logits, on_batch=on_batch)
-        tta_probs = torch.softmax(views / temperature, 1).numpy()
+        tta_probs = apply_temperature(views.numpy(), temperature).astype(np.float32)
     metrics = classification_metrics(dataset.test.labels, probs, list(dataset.class_names))
-    uncalibrated = torch.softmax(logits, 1).numpy()
+    uncalibrated = apply_temperature(logits.numpy(), 1.0).astype(np.float32)
     metrics["ece_uncalibrated"] = expected_calibration_error(uncalibrated, dataset.test.labels)[0]
     metrics["temperature"] = float(temperature)
     return metrics, probs, tta_probs

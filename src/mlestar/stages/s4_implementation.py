@@ -8,6 +8,8 @@ and ``tensorboard/``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mlestar.stages.common import DATASET_REF, checked_dataset
 from mlestar.utils.io import atomic_write_json
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
@@ -35,7 +37,8 @@ class Implementation(Stage):
         from mlestar.training.plan import PlanDocument, architecture, build_model, spec_from_plan
         from mlestar.training.runtime import configure_torch
 
-        plan = PlanDocument.from_json(ctx.read_json(PLAN_REF), source=PLAN_REF).training
+        plan_json = ctx.read_json(PLAN_REF)
+        plan = PlanDocument.from_json(plan_json, source=PLAN_REF).training
         dataset, prep = checked_dataset(ctx)
         configure_torch(plan.num_threads, ctx.config.deterministic)
         if plan.processes > 1:
@@ -55,7 +58,8 @@ class Implementation(Stage):
         if result.stopped_early:
             ctx.decide("stop_early", result.stopped_early, "constraints.max_training_time")
         if plan.processes == 1 and not result.resumed_from:  # whole epochs timed in this one process
-            _check_probe(ctx, plan.model, len(dataset.train) * len(result.history) / max(result.training_time, 1e-9))
+            _check_probe(ctx, (plan_json.get("probes") or {}).get(plan.model), plan.model,
+                         len(dataset.train) * len(result.history) / max(result.training_time, 1e-9))
         save_model_file(ctx.out_dir / "model.pt", result.model.cpu(), architecture=architecture(plan),
                         preprocessing=prep.to_dict(), class_names=list(dataset.class_names))
         best = result.history[result.best_epoch - 1]
@@ -80,11 +84,10 @@ class Implementation(Stage):
                                    f"{len(result.history)} in {result.training_time:.1f}s")
 
 
-def _check_probe(ctx: StageContext, model: str, images_per_second: float) -> None:
+def _check_probe(ctx: StageContext, probe: Any, model: str, images_per_second: float) -> None:
     """Audit, and drop from the probe cache, a planning probe that training showed was slowed by load."""
     from mlestar.training.probe_cache import forget_if_understated
 
-    probe = (ctx.read_json(PLAN_REF).get("probes") or {}).get(model)
     reason = forget_if_understated(probe, images_per_second) if isinstance(probe, dict) else None
     if reason:
         ctx.decide("probe_cache_entry_removed", model, reason)

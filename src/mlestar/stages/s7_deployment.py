@@ -148,11 +148,10 @@ class Deployment(Stage):
     reads_test = True
 
     def run(self, ctx: StageContext) -> StageResult:
+        from mlestar.evaluation.calibration import TemperatureScaled
         from mlestar.training import load_model_file
 
         steps = Steps(ctx, "deployment: export and parity, benchmark, test pass, bundle", 4)
-        from mlestar.evaluation.calibration import TemperatureScaled
-
         model, payload = load_model_file(ctx.input(MODEL_REF))
         dataset, prep = checked_dataset(ctx)
         val_images, val_labels = _validation(dataset, prep)
