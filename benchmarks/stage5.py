@@ -6,6 +6,10 @@ Usage (from the repository root):
   .venv/bin/python benchmarks/stage5.py --synthetic     # random 32x32x3 uint8 images of the same counts
   .venv/bin/python benchmarks/stage5.py --whole 2       # also the real stage, twice: `mlestar run --only evaluation`
 
+Each part is timed for every ``--runtimes`` value of ``evaluation.runtime`` (default ``torch``,
+then ``auto``: ONNX Runtime when the export matches PyTorch), and the sums are printed as a
+ratio against the first, all in this process.
+
 Parts (in this process, a freshly initialised ``airbench_s``: speed does not depend on the
 weights): the split check (stage 1's hashes), calibration (where the checkout has it: a
 validation pass and the temperature fit), the test pass with every TTA view and the metrics
@@ -62,6 +66,7 @@ class Timer:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
+        self._wrapped: list[tuple[Any, str, Any]] = []
 
     @contextmanager
     def part(self, name: str) -> Iterator[None]:
@@ -79,7 +84,14 @@ class Timer:
             with self.part(name):
                 return original(*args, **kwargs)
 
+        self._wrapped.append((module, attribute, original))
         setattr(module, attribute, timed)
+
+    def unwrap(self) -> None:
+        """Put back every function :meth:`wrap` replaced (so a second timer times them alone)."""
+        for module, attribute, original in reversed(self._wrapped):
+            setattr(module, attribute, original)
+        self._wrapped.clear()
 
 
 def load_data(args: argparse.Namespace) -> Any:
@@ -127,8 +139,27 @@ def stage_efficiency(model: torch.nn.Module, shape: tuple[int, int, int]) -> dic
     return efficiency_report(model, shape, latency_seconds=2.0, throughput_seconds=1.0)
 
 
-def time_parts(dataset: Any, timer: Timer) -> dict[str, Any]:
-    """Run stage 5's work part by part, as the checkout's stage calls it; returns the efficiency record."""
+def calibrate(model: torch.nn.Module, dataset: Any, prep: Any, runtime: str) -> tuple[dict[str, Any], Any, bool]:
+    """``(calibration record, what computes the test logits, channels_last)`` as the checkout's stage 5 does it.
+
+    Before ``evaluation.runtime`` existed, ``fit_calibration`` returned the record alone and stage 5
+    ran PyTorch channels-last; ``runtime`` is then ignored.
+    """
+    import inspect
+
+    from mlestar.stages import s5_evaluation as s5
+
+    if "runtime" not in inspect.signature(s5.fit_calibration).parameters:
+        return s5.fit_calibration(model, dataset, prep, True), model, True
+    record, forward = s5.fit_calibration(model, dataset, prep, True, runtime)
+    return record, forward.module, forward.channels_last
+
+
+def time_parts(dataset: Any, timer: Timer, runtime: str) -> dict[str, Any]:
+    """Run stage 5's work part by part, as the checkout's stage calls it; returns the efficiency record.
+
+    ``runtime``: ``evaluation.runtime`` (``torch``, ``auto``) where the checkout has it.
+    """
     from mlestar.data.dataset import differing_splits, split_hash
     from mlestar.evaluation import plots
     from mlestar.evaluation.holdout import evaluate_on_test
@@ -140,15 +171,16 @@ def time_parts(dataset: Any, timer: Timer) -> dict[str, Any]:
     model = fresh_model()
     with timer.part("split check (stage 1 hashes)"):
         assert not differing_splits(dataset, hashes)
-    calibration = {}
+    calibration, scorer, channels_last = {}, model, True
     if hasattr(s5, "fit_calibration"):  # temperature scaling (after b85fd65): one validation pass
         with timer.part(f"calibration ({len(dataset.val)} validation images)"):
-            calibration = s5.fit_calibration(model, dataset, prep, True)
+            calibration, scorer, channels_last = calibrate(model, dataset, prep, runtime)
     timer.wrap(loop, "evaluate_logits", "  plain pass")  # evaluate_on_test imports both at call time
     timer.wrap(tta, "tta_logits", "  extra TTA views (5)")
     with timer.part("test pass, all views, metrics"):
         kwargs = {"temperature": calibration["temperature"]} if calibration else {}
-        metrics, probs, _ = evaluate_on_test(model, dataset, prep, tta=TTA, channels_last=True, **kwargs)
+        metrics, probs, _ = evaluate_on_test(scorer, dataset, prep, tta=TTA, channels_last=channels_last,
+                                             **kwargs)
     with timer.part("efficiency"):
         eff = stage_efficiency(model, (3, 32, 32))
     for name in ("plot_confusion_matrix", "plot_reliability_diagram", "plot_misclassified"):
@@ -159,6 +191,7 @@ def time_parts(dataset: Any, timer: Timer) -> dict[str, Any]:
         s5.brightness_subsets(dataset, probs, [85.0, 170.0])
     with timer.part("top mistakes"):
         s5.top_mistakes(dataset, probs, 20)
+    timer.unwrap()
     return eff
 
 
@@ -177,14 +210,19 @@ def epoch_seconds(dataset: Any) -> float:
     return fit(fresh_model(), train, val, spec_from_plan(plan), tensorboard=False).training_time
 
 
-def whole_stage(args: argparse.Namespace, repeats: int) -> list[float]:
-    """The real stage 5's duration (run.json), ``repeats`` times, through ``mlestar run --only evaluation``."""
+def whole_stage(args: argparse.Namespace, repeats: int, runtime: str) -> list[float]:
+    """The real stage 5's duration (run.json), ``repeats`` times, through ``mlestar run --only evaluation``.
+
+    ``runtime``: ``evaluation.runtime``, written into the config only where it is not ``auto``
+    (so the config also loads in a checkout without the key).
+    """
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = root / "stage5.yaml"
         config.write_text(f"project: {{name: stage5-bench}}\nseed: 0\n"
                           f"data: {{source: imagefolder, path: {args.archive}, max_per_class: 50}}\n"
-                          f"training: {{model: {MODEL}, epochs: 1}}\nevaluation: {{tta: {TTA}}}\n")
+                          f"training: {{model: {MODEL}, epochs: 1}}\nevaluation: {{tta: {TTA}"
+                          + (f", runtime: {runtime}" if runtime != "auto" else "") + "}\n")
         env = {**os.environ, "MLESTAR_CACHE_DIR": str(root / "cache")}
         for stage in ("situation_analysis", "task_definition", "action_planning", "implementation"):
             cli_only(config, root / "runs", env, stage)
@@ -200,9 +238,11 @@ def cli_only(config: Path, runs: Path, env: dict[str, str], stage: str) -> float
 
 
 def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_train: int,
-           eff: dict[str, Any]) -> None:
+           eff: dict[str, Any], runtime: str) -> float:
+    """Print one runtime's parts and ratios; return their sum (seconds)."""
     total = sum(v for k, v in timer.seconds.items() if not k.startswith("  "))
-    print(f"stage 5 parts ({MODEL}, {n_test} test images, TTA {TTA}, torch threads {torch.get_num_threads()}):")
+    print(f"stage 5 parts, evaluation.runtime {runtime} ({MODEL}, {n_test} test images, TTA {TTA}, "
+          f"torch threads {torch.get_num_threads()}):")
     for name, seconds in timer.seconds.items():
         print(f"  {name:40s} {seconds:8.2f} s")
     print(f"  {'sum':40s} {total:8.2f} s")
@@ -217,6 +257,7 @@ def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_
           f" (forward passes alone: {passes / (epoch * args.epochs):.1%})"
           + ("  (--limit: test and train sizes differ from a real run; run without it for the real ratio)"
              if args.limit else ""))
+    return total
 
 
 def main() -> None:
@@ -226,15 +267,24 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="N test, validation and training images (quick check)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the run to compare with (default 6)")
     parser.add_argument("--whole", type=int, default=0, metavar="N", help="also time the real stage N times")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "auto"], choices=["torch", "auto", "onnxruntime"],
+                        help="evaluation.runtime values to time, the first is the baseline (default: torch auto)")
     args = parser.parse_args()
     dataset = load_data(args)
-    timer = Timer()
-    eff = time_parts(dataset, timer)
+    parts = {}
+    for runtime in args.runtimes:
+        timer = Timer()
+        parts[runtime] = (timer, time_parts(dataset, timer, runtime))
     epoch = epoch_seconds(dataset)
-    report(timer, epoch, args, len(dataset.test), len(dataset.train), eff)
-    if args.whole:
-        durations = whole_stage(args, args.whole)
-        print(f"real stage 5 (mlestar run --only evaluation, 10,000 test images): "
+    sums = {runtime: report(timer, epoch, args, len(dataset.test), len(dataset.train), eff, runtime)
+            for runtime, (timer, eff) in parts.items()}
+    base = args.runtimes[0]
+    for runtime in args.runtimes[1:]:
+        print(f"parts' sum, {runtime} against {base}: {sums[runtime]:.2f} s / {sums[base]:.2f} s = "
+              f"{sums[runtime] / sums[base]:.2f}x")
+    for runtime in args.runtimes if args.whole else []:
+        durations = whole_stage(args, args.whole, runtime)
+        print(f"real stage 5, evaluation.runtime {runtime} (mlestar run --only evaluation, 10,000 test images): "
               + ", ".join(f"{d:.2f} s" for d in durations)
               + f"; best / {args.epochs} epochs of the epoch above: {min(durations) / (epoch * args.epochs):.1%}"
               + ("  (epoch measured under --limit: not comparable)" if args.limit else ""))

@@ -39,11 +39,13 @@ def test_stage_5_passes_the_test_split_once_per_tta_view(run_copy: tuple[Path, s
     from mlestar.workflow.runner import RunOptions, run_workflow
 
     passes: list[int] = []  # rows of every batched pass through the model (evaluate_logits)
+    runtimes: set[str] = set()  # what computed them
     samples: list[EfficiencySample] = []
     original, report = loop.evaluate_logits, efficiency.efficiency_report
 
     def counted(model: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
         passes.append(len(x))
+        runtimes.add(type(model).__name__)
         return original(model, x, *args, **kwargs)
 
     def spied(model: Any, shape: Any, *, sample: EfficiencySample = EfficiencySample()) -> dict[str, Any]:
@@ -67,3 +69,27 @@ def test_stage_5_passes_the_test_split_once_per_tta_view(run_copy: tuple[Path, s
     assert [rows for rows in passes if rows == n_test] == [n_test] * 6
     assert all(rows in (n_test, splits["val"]["size"]) for rows in passes)
     assert samples == [EfficiencySample()]
+    # every pass, validation and test, ran the exported graph once it matched PyTorch
+    assert runtimes == {"OnnxModule"} and metrics["forward"]["runtime"] == "onnxruntime"
+
+
+def test_metrics_and_report_say_which_runtime_computed_the_logits(finished_run: tuple[Path, str]) -> None:
+    runs_dir, run_id = finished_run
+    folder = runs_dir / run_id / OUT
+    forward = json.loads((folder / "metrics.json").read_text())["forward"]
+    assert forward["runtime"] == "onnxruntime"
+    assert forward["parity"]["top1_agreement"] == 1.0 and forward["parity"]["max_abs_diff"] < 1e-3
+    assert f"computed with {forward['reason']}" in (folder / "report.md").read_text()
+
+
+def test_evaluation_runtime_torch_is_honoured(run_copy: tuple[Path, str]) -> None:
+    from tiny_workflow import tiny_config
+
+    from mlestar.workflow.runner import RunOptions, run_workflow
+
+    runs_dir, _ = run_copy
+    state = run_workflow(tiny_config(runs_dir, evaluation={"runtime": "torch"}),
+                         RunOptions(runs_dir=runs_dir, only_stage="evaluation"))
+    metrics = json.loads((runs_dir / state.run_id / OUT / "metrics.json").read_text())
+    assert metrics["forward"] == {"runtime": "torch", "reason": "PyTorch (evaluation.runtime is torch)",
+                                  "parity": None}

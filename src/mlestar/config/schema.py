@@ -511,6 +511,9 @@ class EvaluationConfig(Section):
         "auto", description="test-time augmentation, reported apart from plain accuracy; auto: the recipe's "
                             "(airbench: flip_translate) when stage 1 found flips label-preserving, else none")
     gallery_size: int = Field(32, ge=0, le=256, description="misclassified test images shown")
+    runtime: Literal["auto", "torch", "onnxruntime"] = Field(
+        "auto", description="what computes stage 5's logits; auto: ONNX Runtime when the model exports and "
+                            "matches PyTorch on validation images (faster on CPUs), else PyTorch")
 
 
 class ServeConfig(Section):

@@ -227,23 +227,44 @@ def _onnx_dynamo(model: nn.Module, example: torch.Tensor, opset: int) -> bytes:
     return program.model_proto.SerializeToString()
 
 
-def load_onnx_runner(path: Path) -> Runner:
-    """Load an ONNX file into an onnxruntime CPU session.
+def load_onnx_runner(path: Path, threads: int | None = None) -> Runner:
+    """Load an ONNX file into an onnxruntime CPU session with ``threads`` intra-op threads.
+
+    ``threads`` None: at most 4, the serving default.
 
     Raises:
         ExportError: when onnxruntime cannot load the file.
     """
+    return _session_runner(str(path), threads, f"ONNX model {path}")
+
+
+def onnx_runner(model: nn.Module, example: torch.Tensor, threads: int | None = None, opset: int = 17) -> Runner:
+    """An onnxruntime CPU session over ``model`` exported in memory: no file, and no ``onnx.checker``.
+
+    For callers that hold the runner to :func:`check_parity` before trusting
+    it (stage 5's evaluation runtime); :func:`export_onnx` is the checked,
+    written export for bundles.
+
+    Raises:
+        ExportError: when both exporters fail or onnxruntime cannot load the graph.
+    """
+    data = _onnx_bytes(export_ready(model), _as_cpu_float(example), opset)
+    return _session_runner(data, threads, f"the ONNX export of {type(model).__name__}")
+
+
+def _session_runner(source: str | bytes, threads: int | None, what: str) -> Runner:
+    """A runner over an onnxruntime CPU session on a file path or serialized model bytes."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     # A few intra-op threads speed up one request; more just contend with the web server.
-    options.intra_op_num_threads = min(4, os.cpu_count() or 1)
+    options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
     options.inter_op_num_threads = 1
     options.log_severity_level = 3  # errors only: onnxruntime's warnings are noise for users
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own unexported types)
-        raise ExportError(f"cannot load ONNX model {path}: {exc}", hint="re-export it with export_onnx()") from exc
+        raise ExportError(f"cannot load {what}: {exc}", hint="re-export it with export_onnx()") from exc
     input_name = session.get_inputs()[0].name
 
     def run(batch: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 if TYPE_CHECKING:
+    from mlestar.evaluation.runtime import EvalForward
     from mlestar.training.plan import TrainingPlan
 
 MODEL_REF = "implementation/model.pt"
@@ -62,15 +63,24 @@ def write_visuals(out_dir: Any, metrics: dict[str, Any], probs: np.ndarray, data
                        out_dir / "misclassified.png", max_images=gallery)
 
 
-def fit_calibration(model: Any, dataset: Any, prep: Any, channels_last: bool) -> dict[str, Any]:
-    """Temperature scaling fitted on the validation split (never test): the ``calibration`` record."""
+def fit_calibration(model: Any, dataset: Any, prep: Any, channels_last: bool,
+                    runtime: str = "torch") -> tuple[dict[str, Any], EvalForward]:
+    """Temperature scaling fitted on the validation split (never test), and the forward pass that did it.
+
+    Returns ``(calibration record, forward)``: ``forward`` is the runtime chosen
+    on the validation images (:func:`mlestar.evaluation.runtime.evaluation_forward`
+    with ``runtime`` as the choice), for the test pass to use too.
+    """
     import torch
 
     from mlestar.evaluation.calibration import fit_on_validation
+    from mlestar.evaluation.runtime import evaluation_forward
     from mlestar.training.loop import split_to_tensors
 
     val_x, _ = split_to_tensors(dataset.val, prep, torch.device("cpu"))
-    return fit_on_validation(model, val_x, dataset.val.labels, channels_last=channels_last)
+    forward = evaluation_forward(model, val_x, channels_last=channels_last, choice=runtime)  # type: ignore[arg-type]
+    record = fit_on_validation(forward.module, val_x, dataset.val.labels, channels_last=forward.channels_last)
+    return record, forward
 
 
 def against_targets(config: MlestarConfig, values: dict[str, float | None]) -> list[list[Any]]:
@@ -110,8 +120,9 @@ class Evaluation(Stage):
         model, _ = load_model_file(ctx.input(MODEL_REF))
         tta = use_tta(ctx)
         channels_last = bool(read_plan(ctx).channels_last)
-        calibration = fit_calibration(model, dataset, prep, channels_last)
-        metrics, probs, tta_probs = evaluate_on_test(model, dataset, prep, tta=tta, channels_last=channels_last,
+        calibration, forward = fit_calibration(model, dataset, prep, channels_last, ctx.config.evaluation.runtime)
+        metrics, probs, tta_probs = evaluate_on_test(forward.module, dataset, prep, tta=tta,
+                                                     channels_last=forward.channels_last,
                                                      progress=lambda done, total: ctx.progress(TEST_PASS_LABEL,
                                                                                                done, total),
                                                      temperature=calibration["temperature"])
@@ -126,7 +137,8 @@ class Evaluation(Stage):
         extra = {"subsets": {"brightness": brightness_subsets(dataset, probs, edges)},
                  "tta": None if tta_probs is None else
                  {"kind": tta, "accuracy": float((tta_probs.argmax(1) == dataset.test.labels).mean())},
-                 "mistakes": top_mistakes(dataset, probs, 20), "calibration": calibration}
+                 "mistakes": top_mistakes(dataset, probs, 20), "calibration": calibration,
+                 "forward": forward.record()}
         values = summary_values(metrics, eff)
         extra["trained_on"] = ctx.read_json(TRAIN_METRICS_REF).get("trained_on", "train split")
         report = {**metrics, **extra, "summary": values, "efficiency": eff,
@@ -234,6 +246,7 @@ def render_report(report: dict[str, Any]) -> str:
            "the plain accuracy above is the headline)\n" if report["tta"] else "- test-time augmentation: off\n")
     return (f"# Results evaluation (test split, {report['n']} images)\n\n"
             f"Model trained on: {report['trained_on']}. Test is read here only; nothing was selected on it.\n\n"
+            f"{_forward_line(report.get('forward'))}"
             f"- accuracy {report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}"
             + (f", {topk.replace('_', ' ')} {report[topk]:.4f}" if topk else "") + "\n"
             f"- macro precision/recall/F1 {report['macro_precision']:.4f} / {report['macro_recall']:.4f} / "
@@ -250,6 +263,11 @@ def render_report(report: dict[str, Any]) -> str:
             f"- latency batch 1: p50 {eff['latency_p50'] * 1000:.2f} ms, p95 {eff['latency_p95'] * 1000:.2f} ms\n"
             f"- throughput {eff['throughput']:.0f} images/s{_throughput_batch(eff)}; "
             f"peak memory {eff['peak_memory'] / 1e6:.0f} MB\n")
+
+
+def _forward_line(forward: dict[str, Any] | None) -> str:
+    """``Logits computed with ...`` and why, when metrics.json records the runtime."""
+    return f"Logits (every view, validation and test) computed with {forward['reason']}.\n\n" if forward else ""
 
 
 def _throughput_batch(eff: dict[str, Any]) -> str:

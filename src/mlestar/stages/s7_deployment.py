@@ -140,7 +140,7 @@ class Deployment(Stage):
 
     name = "deployment"
     title = "Deployment preparation"
-    config_paths = ("deployment", "task", "constraints.max_inference_latency", "project.name",
+    config_paths = ("deployment", "task", "evaluation.runtime", "constraints.max_inference_latency", "project.name",
                     "project.description")
     inputs = (DATASET_REF, ANALYSIS_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
     outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md",
@@ -157,7 +157,8 @@ class Deployment(Stage):
         val_images, val_labels = _validation(dataset, prep)
         probe = val_images[:PROBE_IMAGES]
         adopted = bool(ctx.read_json(REFINEMENT_REF)["adopted"])
-        calibration = served_calibration(ctx.read_json(EVAL_REF), model, adopted, val_images, val_labels)
+        scorer = _scorer(ctx, model, val_images) if adopted else model
+        calibration = served_calibration(ctx.read_json(EVAL_REF), scorer, adopted, val_images, val_labels)
         # The exported model divides its logits by T, so every runtime serves calibrated probabilities.
         served = TemperatureScaled(model, calibration["temperature"])
         prepared = _export_and_quantize(ctx, served, probe, val_images, val_labels)
@@ -166,7 +167,7 @@ class Deployment(Stage):
         prepared.benchmark = _benchmark(prepared, ctx.out_dir / "exports", probe.numpy(),
                                         lambda done, total: ctx.progress("deployment benchmark", done, total))
         steps.advance()
-        test_metrics, test_source = deployed_test_metrics(ctx, model, adopted, calibration["temperature"])
+        test_metrics, test_source = deployed_test_metrics(ctx, scorer, adopted, calibration["temperature"])
         steps.advance()
         bundle_dir = _write_bundle(ctx, prepared, payload, prep, (test_metrics, test_source), dataset)
         steps.finish()
@@ -177,6 +178,13 @@ class Deployment(Stage):
 
 
 # --------------------------------------------------------------------------- exporting
+
+
+def _scorer(ctx: StageContext, model: Any, val_images: Any) -> Any:
+    """What computes an adopted model's validation and test logits: the runtime stage 5 would choose."""
+    from mlestar.evaluation.runtime import evaluation_forward
+
+    return evaluation_forward(model, val_images, choice=ctx.config.evaluation.runtime).module
 
 
 def _validation(dataset: Any, prep: Any) -> tuple[Any, np.ndarray]:
