@@ -23,7 +23,7 @@ from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 if TYPE_CHECKING:
-    from mlestar.evaluation.runtime import EvalForward
+    from mlestar.deploy.eval_runtime import EvalForward
     from mlestar.training.plan import TrainingPlan
 
 MODEL_REF = "implementation/model.pt"
@@ -68,13 +68,13 @@ def fit_calibration(model: Any, dataset: Any, prep: Any, channels_last: bool,
     """Temperature scaling fitted on the validation split (never test), and the forward pass that did it.
 
     Returns ``(calibration record, forward)``: ``forward`` is the runtime chosen
-    on the validation images (:func:`mlestar.evaluation.runtime.evaluation_forward`
+    on the validation images (:func:`mlestar.deploy.eval_runtime.evaluation_forward`
     with ``runtime`` as the choice), for the test pass to use too.
     """
     import torch
 
     from mlestar.evaluation.calibration import fit_on_validation
-    from mlestar.evaluation.runtime import evaluation_forward
+    from mlestar.deploy.eval_runtime import evaluation_forward
     from mlestar.training.loop import split_to_tensors
 
     val_x, _ = split_to_tensors(dataset.val, prep, torch.device("cpu"))

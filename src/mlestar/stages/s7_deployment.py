@@ -182,7 +182,7 @@ class Deployment(Stage):
 
 def _scorer(ctx: StageContext, model: Any, val_images: Any) -> Any:
     """What computes an adopted model's validation and test logits: the runtime stage 5 would choose."""
-    from mlestar.evaluation.runtime import evaluation_forward
+    from mlestar.deploy.eval_runtime import evaluation_forward
 
     return evaluation_forward(model, val_images, choice=ctx.config.evaluation.runtime).module
 

@@ -10,7 +10,7 @@ import torch
 
 import mlestar.deploy.export as export
 from mlestar.errors import ExportError
-from mlestar.evaluation.runtime import PARITY_IMAGES, PARITY_TOLERANCE, OnnxModule, evaluation_forward
+from mlestar.deploy.eval_runtime import PARITY_IMAGES, PARITY_TOLERANCE, OnnxModule, evaluation_forward
 from mlestar.models import create_model
 from mlestar.training.loop import evaluate_logits
 
