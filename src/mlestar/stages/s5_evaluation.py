@@ -23,7 +23,7 @@ from mlestar.utils.report import write_report
 from mlestar.workflow.stage import Stage, StageContext, StageResult, register_stage
 
 if TYPE_CHECKING:
-    from mlestar.deploy.eval_runtime import EvalForward
+    from mlestar.deploy.eval_runtime import Choice, EvalForward
     from mlestar.training.plan import TrainingPlan
 
 MODEL_REF = "implementation/model.pt"
@@ -64,7 +64,7 @@ def write_visuals(out_dir: Any, metrics: dict[str, Any], probs: np.ndarray, data
 
 
 def fit_calibration(model: Any, dataset: Any, prep: Any, channels_last: bool,
-                    runtime: str = "torch") -> tuple[dict[str, Any], EvalForward]:
+                    runtime: Choice = "torch") -> tuple[dict[str, Any], EvalForward]:
     """Temperature scaling fitted on the validation split (never test), and the forward pass that did it.
 
     Returns ``(calibration record, forward)``: ``forward`` is the runtime chosen
@@ -73,12 +73,12 @@ def fit_calibration(model: Any, dataset: Any, prep: Any, channels_last: bool,
     """
     import torch
 
-    from mlestar.evaluation.calibration import fit_on_validation
     from mlestar.deploy.eval_runtime import evaluation_forward
+    from mlestar.evaluation.calibration import fit_on_validation
     from mlestar.training.loop import split_to_tensors
 
     val_x, _ = split_to_tensors(dataset.val, prep, torch.device("cpu"))
-    forward = evaluation_forward(model, val_x, channels_last=channels_last, choice=runtime)  # type: ignore[arg-type]
+    forward = evaluation_forward(model, val_x, channels_last=channels_last, choice=runtime)
     record = fit_on_validation(forward.module, val_x, dataset.val.labels, channels_last=forward.channels_last)
     return record, forward
 
