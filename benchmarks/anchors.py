@@ -60,7 +60,7 @@ from mlestar.data.dataset import ImageSplit  # noqa: E402
 from mlestar.data.sources import load_dataset  # noqa: E402
 from mlestar.training.loop import fit, split_to_tensors  # noqa: E402
 from mlestar.training.plan import build_model, spec_from_plan  # noqa: E402
-from mlestar.training.precision import choose_device, cpu_has_amx  # noqa: E402
+from mlestar.training.precision import choose_device, choose_precision, cpu_native_bf16  # noqa: E402
 
 AIRBENCH_EPOCHS = 9.9  # airbench94's hyp['opt']['train_epochs']
 
@@ -108,7 +108,7 @@ def cpu_shims(bf16: bool) -> Iterator[list[str]]:
         with contextlib.ExitStack() as stack:
             if bf16:
                 stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-                shims.append("bf16 autocast around training and evaluation (the CPU has AMX)")
+                shims.append(f"bf16 autocast around training and evaluation (native bf16 here: {cpu_native_bf16()})")
             yield shims
     finally:
         torch.nn.Module.cuda = saved["cuda"]  # type: ignore[method-assign]
@@ -136,7 +136,7 @@ def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list
     from airbench import utils
 
     on_cpu = device.type == "cpu"
-    bf16 = on_cpu and cpu_has_amx()
+    bf16 = on_cpu and choose_precision("auto", device)[0] == "bf16"  # mlestar's own rule, both sides
     torch.manual_seed(seed)
     with cpu_shims(bf16) if on_cpu else contextlib.nullcontext([]) as shims:
         loader = utils.CifarLoader("cifar10", train=True, batch_size=batch_size, aug={"flip": True, "translate": 2},
@@ -270,7 +270,7 @@ def main() -> None:
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every seed's rows, then the summary; returns the summary rows."""
     device = choose_device(args.device)
-    precision = "bf16" if device.type == "cuda" or cpu_has_amx() else "fp32"
+    precision, _ = choose_precision("auto", device)  # bf16 on GPUs and on CPUs with native bf16
     data, test, train_split, test_split, classes = load_tensors(args, device)
     shims: list[str] = []
     rows: list[dict[str, Any]] = []

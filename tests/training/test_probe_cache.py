@@ -66,7 +66,7 @@ def test_any_change_to_the_set_up_misses(change: dict[str, Any]) -> None:
     assert lookup(spy, setup={**SETUP, **change})["cache"]["status"] == "miss" and spy.calls == 2
 
 
-@pytest.mark.parametrize("field, value", [("torch", "9.9.9"), ("cpu_capability", "AVX512"), ("amx", True),
+@pytest.mark.parametrize("field, value", [("torch", "9.9.9"), ("cpu_capability", "NO_SUCH_ISA"), ("native_bf16", "a-test-isa"),
                                           ("host", "another-host"), ("cpu", "Intel Xeon 8480+"),
                                           ("logical_cpus", 4096), ("mlestar", "9.0")])
 def test_a_different_machine_or_software_misses(monkeypatch: pytest.MonkeyPatch, field: str, value: Any) -> None:

@@ -144,6 +144,32 @@ class Trainer:
         self.history, self.best_acc, self.best_epoch = ckpt["history"], ckpt["best_acc"], ckpt["best_epoch"]
         self.best_state, self.train_time = ckpt["best_state"], ckpt["train_time"]
 
+    def spent_params(self) -> list[nn.Parameter]:
+        """Parameters whose learning rate is zero for every step from here on: the stem's bias after its epochs.
+
+        Empty under data parallelism: DDP expects the same parameters to take gradients every step.
+        """
+        group = next((g for g in self.opt.param_groups if g.get("name") == "whiten_bias"), None)
+        spent = self.step_count >= self.spec.whiten_bias_epochs * self.steps_per_epoch
+        return list(group["params"]) if group and spent and self.shard.world == 1 else []
+
+    def freeze_spent_params(self) -> None:
+        """Stop gradients into :meth:`spent_params`; the weights they would have updated stay the same.
+
+        Their steps were already zero (learning rate 0), so the trained weights are unchanged; without
+        a gradient into the stem, autograd also skips the first conv's input gradient, the widest
+        layer's (1.07-1.12x per step for airbench nets on the CPU, docs/benchmarks.md).
+        :func:`fit` gives them back their ``requires_grad`` when it returns.
+        """
+        for param in self.spent_params():
+            param.requires_grad_(False)
+
+    def thaw(self) -> None:
+        """Every optimizer parameter takes gradients again (undoes :meth:`freeze_spent_params`)."""
+        for group in self.opt.param_groups:
+            for param in group["params"]:
+                param.requires_grad_(True)
+
     def batch(self, idx: torch.Tensor, epoch: int) -> torch.Tensor:
         """The augmented images at ``idx`` for this epoch, in the configured memory layout."""
         spec = self.spec
@@ -165,6 +191,7 @@ class Trainer:
         A non-finite loss is therefore reported at the end of its epoch.
         """
         self.model.train()
+        self.freeze_spent_params()
         dtype = autocast_dtype(self.spec.precision)
         perm = torch.randperm(len(self.x), generator=self.generator).to(self.x.device)
         total_loss = torch.zeros((), device=self.x.device)
@@ -254,6 +281,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
                 stopped = f"time budget of {spec.max_seconds:.0f}s reached after epoch {epoch}"
                 break
     finally:
+        trainer.thaw()
         if writer is not None:
             writer.close()
     if keep == "last":

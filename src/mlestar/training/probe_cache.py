@@ -141,10 +141,10 @@ def _fixed_machine() -> dict[str, Any]:
     import torch
 
     from mlestar import __version__
-    from mlestar.training.precision import cpu_has_amx
+    from mlestar.training.precision import cpu_native_bf16
 
     return {"host": platform.node(), "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "amx": cpu_has_amx(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_native_bf16(),
             "torch": torch.__version__, "mlestar": __version__}
 
 
