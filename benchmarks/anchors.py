@@ -88,7 +88,8 @@ def cpu_shims(bf16: bool) -> Iterator[list[str]]:
 
     shims: list[str] = []
     saved = {"cuda": torch.nn.Module.cuda, "half": torch.nn.Module.half, "event": torch.cuda.Event,
-             "sync": torch.cuda.synchronize, "init": utils.CifarLoader.__init__}
+             "sync": torch.cuda.synchronize, "init": utils.CifarLoader.__init__,
+             "whiten": utils.init_whitening_conv}
     original_init = saved["init"]
 
     def loader_init(self: Any, path: str, *args: Any, gpu: Any = 0, **kwargs: Any) -> None:
@@ -109,6 +110,9 @@ def cpu_shims(bf16: bool) -> Iterator[list[str]]:
             if bf16:
                 stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
                 shims.append(f"bf16 autocast around training and evaluation (native bf16 here: {cpu_native_bf16()})")
+                utils.init_whitening_conv = _fp32(saved["whiten"])  # type: ignore[attr-defined]
+                shims.append("init_whitening_conv runs outside the autocast, in fp32 as on the GPU (a bf16 "
+                             "patch covariance has negative eigenvalues: NaN stem weights, 10% accuracy)")
             yield shims
     finally:
         torch.nn.Module.cuda = saved["cuda"]  # type: ignore[method-assign]
@@ -116,6 +120,17 @@ def cpu_shims(bf16: bool) -> Iterator[list[str]]:
         torch.cuda.Event = saved["event"]  # type: ignore[misc]
         torch.cuda.synchronize = saved["sync"]
         utils.CifarLoader.__init__ = saved["init"]  # type: ignore[method-assign]
+        utils.init_whitening_conv = saved["whiten"]  # type: ignore[attr-defined]
+
+
+def _fp32(function: Any) -> Any:
+    """``function`` run with autocast off: its matmuls in the dtype of their inputs (fp32 here)."""
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with torch.autocast("cpu", enabled=False):
+            return function(*args, **kwargs)
+
+    return wrapped
 
 
 def write_airbench_data(folder: Path, train: ImageSplit, test: ImageSplit, classes: list[str]) -> None:

@@ -88,3 +88,22 @@ def test_mlestar_row_trains_the_recipe_at_the_asked_epochs(anchors) -> None:
                               "fp32")
     assert row["epochs"] == 2 and row["batch"] == 128 and row["seconds"] > 0 and row["images"] == 2 * 128
     assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
+
+
+def test_under_bf16_the_whitening_init_stays_fp32_as_on_the_gpu(anchors) -> None:
+    """A bf16 patch covariance has negative eigenvalues (NaN stem, chance accuracy): the shim keeps it fp32."""
+    from airbench import utils
+
+    torch.manual_seed(0)
+    images = torch.rand(512, 3, 32, 32) * 2 - 1
+    expected = torch.nn.Conv2d(3, 24, 2)
+    utils.init_whitening_conv(expected, images)
+    original = utils.init_whitening_conv
+    with anchors.cpu_shims(bf16=True) as shims:
+        layer = torch.nn.Conv2d(3, 24, 2)
+        utils.init_whitening_conv(layer, images)
+        assert torch.is_autocast_enabled("cpu")  # training and evaluation still run under the autocast
+    assert torch.isfinite(layer.weight).all()
+    assert torch.allclose(layer.weight, expected.weight, rtol=1e-4, atol=1e-5)
+    assert any("init_whitening_conv" in s for s in shims) and any("bf16 autocast" in s for s in shims)
+    assert utils.init_whitening_conv is original and not torch.is_autocast_enabled("cpu")
