@@ -158,7 +158,7 @@ def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list
     # bf16 autocast for the package only with AMX (the issue's shim list). On an AVX-512 BF16 CPU (Zen 5) the
     # package under bf16 autocast does not train: 10.00% test at full scale, gradients 60-100% off fp32's on
     # its first batch (its stem's whitened features do not survive bf16), so there it runs fp32.
-    bf16 = on_cpu and cpu_has_amx()
+    bf16 = anchor_precision(device) == "bf16"
     torch.manual_seed(seed)
     with cpu_shims(bf16) if on_cpu else contextlib.nullcontext([]) as shims:
         loader = utils.CifarLoader("cifar10", train=True, batch_size=batch_size, aug={"flip": True, "translate": 2},
@@ -175,6 +175,13 @@ def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list
     images = math.ceil(len(loader) * epochs) * batch_size
     return {"row": "airbench94", "seed": seed, "epochs": epochs, "seconds": seconds, "plain": plain, "tta": tta,
             "images": images}
+
+
+def anchor_precision(device: torch.device) -> str:
+    """airbench94's precision here: its own fp16 on a GPU; on a CPU bf16 autocast with AMX, else fp32."""
+    if device.type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_has_amx() else "fp32"
 
 
 def _sync(device: torch.device) -> None:
@@ -296,10 +303,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     data, test, train_split, test_split, classes = load_tensors(args, device)
     shims: list[str] = []
     rows: list[dict[str, Any]] = []
-    anchor_precision = "bf16" if device.type == "cuda" or cpu_has_amx() else "fp32"
     print(f"{machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; mlestar {args.model}, "
-          f"{precision}; airbench94 {anchor_precision}; train {len(train_split)} images, test {len(test_split)}",
-          flush=True)
+          f"{precision}; airbench94 {anchor_precision(device)}; train {len(train_split)} images, "
+          f"test {len(test_split)}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         write_airbench_data(Path(folder), train_split, test_split, classes)
         cwd = os.getcwd()

@@ -107,3 +107,11 @@ def test_under_bf16_the_whitening_init_stays_fp32_as_on_the_gpu(anchors) -> None
     assert torch.allclose(layer.weight, expected.weight, rtol=1e-4, atol=1e-5)
     assert any("init_whitening_conv" in s for s in shims) and any("bf16 autocast" in s for s in shims)
     assert utils.init_whitening_conv is original and not torch.is_autocast_enabled("cpu")
+
+
+def test_the_package_gets_bf16_only_with_amx_on_a_cpu(anchors, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(anchors, "cpu_has_amx", lambda: False)
+    assert anchors.anchor_precision(torch.device("cpu")) == "fp32"  # AVX-512 BF16 alone: fp32 (it fails in bf16)
+    monkeypatch.setattr(anchors, "cpu_has_amx", lambda: True)
+    assert anchors.anchor_precision(torch.device("cpu")) == "bf16"
+    assert anchors.anchor_precision(torch.device("cuda")) == "fp16"  # its own half-precision weights

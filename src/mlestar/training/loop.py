@@ -158,7 +158,7 @@ class Trainer:
 
         Their steps were already zero (learning rate 0), so the trained weights are unchanged; without
         a gradient into the stem, autograd also skips the first conv's input gradient, the widest
-        layer's (1.07-1.12x per step for airbench nets on the CPU, docs/benchmarks.md).
+        layer's (about 1.1x per step for airbench nets on the CPU, docs/benchmarks.md).
         :func:`fit` gives them back their ``requires_grad`` when it returns.
         """
         for param in self.spent_params():

@@ -23,8 +23,7 @@ def cpu_has_amx() -> bool:
             return bool(probe._is_amx_tile_supported())
         except RuntimeError:
             pass
-    cpuinfo = Path("/proc/cpuinfo")
-    return cpuinfo.exists() and "amx_bf16" in cpuinfo.read_text(errors="replace")
+    return "amx_bf16" in _cpu_flags()
 
 
 def cpu_native_bf16() -> str | None:
