@@ -62,6 +62,7 @@ from cifar10 import ARCHIVE, accuracies, plan_for  # noqa: E402  (sibling benchm
 from mlestar.config.schema import DataConfig  # noqa: E402
 from mlestar.data.dataset import ImageSplit  # noqa: E402
 from mlestar.data.sources import load_dataset  # noqa: E402
+from mlestar.tracking.environment import cpu_info  # noqa: E402
 from mlestar.training.loop import fit, split_to_tensors  # noqa: E402
 from mlestar.training.plan import build_model, spec_from_plan  # noqa: E402
 from mlestar.training.precision import choose_device, choose_precision, cpu_has_amx, cpu_native_bf16  # noqa: E402
@@ -252,14 +253,8 @@ def machine(device: torch.device) -> str:
     """The device in words, with the CPU flags that decide the precision."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    flags = set()
-    with contextlib.suppress(OSError):
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-        model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-        line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-        flags = {f for f in line.split() if f.startswith(("amx", "avx512_bf16", "avx512f", "avx2"))}
-        return f"CPU {model}, {os.cpu_count()} threads, flags {' '.join(sorted(flags)) or 'none of amx/avx512/avx2'}"
-    return "CPU (no /proc/cpuinfo)"
+    cpu = cpu_info()
+    return f"CPU {cpu['model']}, {cpu['cores']} threads, flags {' '.join(cpu['flags']) or 'none of amx/avx512/avx2'}"
 
 
 def load_tensors(args: argparse.Namespace, device: torch.device) -> tuple[Any, Any, ImageSplit, ImageSplit, list]:

@@ -29,20 +29,29 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def _cpuinfo_field(name: str) -> str | None:
+    """The value of ``name`` for the first processor in /proc/cpuinfo (None without /proc or the field)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    return next((ln.partition(":")[2].strip() for ln in lines if ln.partition(":")[0].strip() == name), None)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what :mod:`platform` knows."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def cpu_flags() -> set[str]:
+    """Every instruction-set flag the CPU advertises (/proc/cpuinfo; empty where there is none)."""
+    return set((_cpuinfo_field("flags") or "").split())
+
+
 def cpu_info() -> dict[str, Any]:
     """CPU model, core count and the instruction-set flags that decide precision."""
-    flags: set[str] = set()
-    model = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
-                model = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    interesting = sorted(f for f in flags if f.startswith(("amx", "avx512_bf16", "avx512f", "avx2")))
-    return {"model": model, "cores": os.cpu_count(), "flags": interesting}
+    interesting = sorted(f for f in cpu_flags() if f.startswith(("amx", "avx512_bf16", "avx512f", "avx2")))
+    return {"model": cpu_model(), "cores": os.cpu_count(), "flags": interesting}
 
 
 def gpu_info() -> dict[str, Any] | None:

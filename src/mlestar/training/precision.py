@@ -10,7 +10,6 @@ fp32 there. On GPUs, ``auto`` is bf16 where supported.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 
@@ -34,13 +33,10 @@ def cpu_native_bf16() -> str | None:
 
 
 def _cpu_flags() -> set[str]:
-    """The ``flags`` of /proc/cpuinfo's first processor (empty where there is no /proc)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
+    """The CPU's instruction-set flags (a seam for tests: :func:`mlestar.tracking.environment.cpu_flags`)."""
+    from mlestar.tracking.environment import cpu_flags
+
+    return cpu_flags()
 
 
 def choose_device(requested: str) -> torch.device:

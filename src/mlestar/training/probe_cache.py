@@ -141,22 +141,12 @@ def _fixed_machine() -> dict[str, Any]:
     import torch
 
     from mlestar import __version__
+    from mlestar.tracking.environment import cpu_model
     from mlestar.training.precision import cpu_native_bf16
 
-    return {"host": platform.node(), "cpu": _cpu_model(), "logical_cpus": os.cpu_count(),
+    return {"host": platform.node(), "cpu": cpu_model(), "logical_cpus": os.cpu_count(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_native_bf16(),
             "torch": torch.__version__, "mlestar": __version__}
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_signature(device: str) -> dict[str, Any]:
