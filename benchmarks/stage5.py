@@ -5,6 +5,7 @@ Usage (from the repository root):
   .venv/bin/python benchmarks/stage5.py --limit 500     # quick check: 500 test, validation and training images
   .venv/bin/python benchmarks/stage5.py --synthetic     # random 32x32x3 uint8 images of the same counts
   .venv/bin/python benchmarks/stage5.py --whole 2       # also the real stage, twice: `mlestar run --only evaluation`
+  .venv/bin/python benchmarks/stage5.py --runtimes auto auto:bf16   # TTA's extra views fp32, then bf16
 
 Each part is timed for every ``--runtimes`` value of ``evaluation.runtime`` (default ``torch``,
 then ``auto``: ONNX Runtime when the export matches PyTorch), and the sums are printed as a
@@ -54,6 +55,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from mlestar.training.precision import choose_precision
 
 ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "cifar10-jpeg.tar.gz"
 MODEL = "airbench_s"
@@ -155,11 +158,32 @@ def calibrate(model: torch.nn.Module, dataset: Any, prep: Any, runtime: str) -> 
     return record, forward.module, forward.channels_last
 
 
-def time_parts(dataset: Any, timer: Timer, runtime: str) -> dict[str, Any]:
+def split_setting(setting: str) -> tuple[str, str]:
+    """``RUNTIME[:TTA_PRECISION]`` -> ``(evaluation.runtime, evaluation.tta_precision)``; fp32 when not given."""
+    runtime, _, precision = setting.partition(":")
+    return runtime, precision or "fp32"
+
+
+def view_forward(model: torch.nn.Module, tta_precision: str) -> dict[str, Any]:
+    """``{"views": ...}`` for ``evaluate_on_test`` as the checkout's stage 5 builds it (nothing before it could).
+
+    The model is taken as trained in ``precision: auto`` on this machine (what a preset run trains).
+    """
+    from mlestar.stages import s5_evaluation as s5
+
+    if not hasattr(s5, "tta_views"):
+        return {}
+    trained, _ = choose_precision("auto", torch.device("cpu"))
+    return {"views": s5.tta_views(tta_precision, trained, model, True)[0]}
+
+
+def time_parts(dataset: Any, timer: Timer, setting: str) -> dict[str, Any]:
     """Run stage 5's work part by part, as the checkout's stage calls it; returns the efficiency record.
 
-    ``runtime``: ``evaluation.runtime`` (``torch``, ``auto``) where the checkout has it.
+    ``setting``: ``evaluation.runtime`` (``torch``, ``auto``) where the checkout has it, with
+    ``:bf16`` or ``:auto`` for ``evaluation.tta_precision`` (default fp32).
     """
+    runtime, tta_precision = split_setting(setting)
     from mlestar.data.dataset import differing_splits, split_hash
     from mlestar.evaluation import plots
     from mlestar.evaluation.holdout import evaluate_on_test
@@ -179,6 +203,7 @@ def time_parts(dataset: Any, timer: Timer, runtime: str) -> dict[str, Any]:
     timer.wrap(tta, "tta_logits", "  extra TTA views (5)")
     with timer.part("test pass, all views, metrics"):
         kwargs = {"temperature": calibration["temperature"]} if calibration else {}
+        kwargs.update(view_forward(model, tta_precision))
         metrics, probs, _ = evaluate_on_test(scorer, dataset, prep, tta=TTA, channels_last=channels_last,
                                              **kwargs)
     with timer.part("efficiency"):
@@ -196,7 +221,7 @@ def time_parts(dataset: Any, timer: Timer, runtime: str) -> dict[str, Any]:
 
 
 def epoch_seconds(dataset: Any) -> float:
-    """One training epoch of the same model (the fit loop only: no loading, no evaluation)."""
+    """One training epoch of the same model (the fit loop only: no loading, no evaluation), in ``precision: auto``."""
     from mlestar.training.loop import fit, split_to_tensors
     from mlestar.training.plan import TrainingPlan, spec_from_plan
     from mlestar.training.recipes import airbench_settings
@@ -206,23 +231,26 @@ def epoch_seconds(dataset: Any) -> float:
     val = split_to_tensors(dataset.val.subset(np.arange(min(256, len(dataset.val)))), prep, torch.device("cpu"))
     plan = TrainingPlan(**{**airbench_settings(256, device="cpu"), "epochs": 1}, model=MODEL, recipe="airbench",
                         width=32, image_size=32, in_channels=3, num_classes=10, flip_safe=True,
-                        class_weighting="none", precision="fp32", device="cpu", seed=0)
+                        class_weighting="none", precision=choose_precision("auto", torch.device("cpu"))[0],
+                        device="cpu", seed=0)
     return fit(fresh_model(), train, val, spec_from_plan(plan), tensorboard=False).training_time
 
 
-def whole_stage(args: argparse.Namespace, repeats: int, runtime: str) -> list[float]:
+def whole_stage(args: argparse.Namespace, repeats: int, setting: str) -> list[float]:
     """The real stage 5's duration (run.json), ``repeats`` times, through ``mlestar run --only evaluation``.
 
-    ``runtime``: ``evaluation.runtime``, written into the config only where it is not ``auto``
-    (so the config also loads in a checkout without the key).
+    ``setting``: as in :func:`time_parts`; each key is written into the config only where it is not
+    ``auto`` (runtime) or ``fp32`` (TTA precision), so the config also loads in a checkout without them.
     """
+    runtime, tta_precision = split_setting(setting)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         config = root / "stage5.yaml"
         config.write_text(f"project: {{name: stage5-bench}}\nseed: 0\n"
                           f"data: {{source: imagefolder, path: {args.archive}, max_per_class: 50}}\n"
                           f"training: {{model: {MODEL}, epochs: 1}}\nevaluation: {{tta: {TTA}"
-                          + (f", runtime: {runtime}" if runtime != "auto" else "") + "}\n")
+                          + (f", runtime: {runtime}" if runtime != "auto" else "")
+                          + (f", tta_precision: {tta_precision}" if tta_precision != "fp32" else "") + "}\n")
         env = {**os.environ, "MLESTAR_CACHE_DIR": str(root / "cache")}
         for stage in ("situation_analysis", "task_definition", "action_planning", "implementation"):
             cli_only(config, root / "runs", env, stage)
@@ -241,7 +269,7 @@ def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_
            eff: dict[str, Any], runtime: str) -> float:
     """Print one runtime's parts and ratios; return their sum (seconds)."""
     total = sum(v for k, v in timer.seconds.items() if not k.startswith("  "))
-    print(f"stage 5 parts, evaluation.runtime {runtime} ({MODEL}, {n_test} test images, TTA {TTA}, "
+    print(f"stage 5 parts, {runtime} (evaluation.runtime[:tta_precision]; {MODEL}, {n_test} test images, TTA {TTA}, "
           f"torch threads {torch.get_num_threads()}):")
     for name, seconds in timer.seconds.items():
         print(f"  {name:40s} {seconds:8.2f} s")
@@ -252,7 +280,8 @@ def report(timer: Timer, epoch: float, args: argparse.Namespace, n_test: int, n_
                  if k.startswith(("  plain pass", "  extra TTA views", "calibration")))
     print(f"of which forward passes over test (every view) and validation: {passes:.2f} s; the rest "
           f"{total - passes:.2f} s")
-    print(f"one training epoch ({n_train} images, batch 256): {epoch:.2f} s")
+    trained = choose_precision("auto", torch.device("cpu"))[0]
+    print(f"one training epoch ({n_train} images, batch 256, {trained}: precision auto here): {epoch:.2f} s")
     print(f"ratio stage 5 / one epoch: {total / epoch:.1%}; / {args.epochs} epochs: {total / (epoch * args.epochs):.1%}"
           f" (forward passes alone: {passes / (epoch * args.epochs):.1%})"
           + ("  (--limit: test and train sizes differ from a real run; run without it for the real ratio)"
@@ -267,8 +296,10 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="N test, validation and training images (quick check)")
     parser.add_argument("--epochs", type=int, default=6, help="epochs of the run to compare with (default 6)")
     parser.add_argument("--whole", type=int, default=0, metavar="N", help="also time the real stage N times")
-    parser.add_argument("--runtimes", nargs="+", default=["torch", "auto"], choices=["torch", "auto", "onnxruntime"],
-                        help="evaluation.runtime values to time, the first is the baseline (default: torch auto)")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "auto"], metavar="RUNTIME[:TTA_PRECISION]",
+                        help="evaluation.runtime values (torch, auto, onnxruntime) to time, each with an optional "
+                             "evaluation.tta_precision (fp32 when not given), e.g. auto:bf16; the first is the "
+                             "baseline (default: torch auto)")
     args = parser.parse_args()
     dataset = load_data(args)
     parts = {}

@@ -514,6 +514,9 @@ class EvaluationConfig(Section):
     runtime: Literal["auto", "torch", "onnxruntime"] = Field(
         "auto", description="what computes stage 5's logits; auto: ONNX Runtime when the model exports and "
                             "matches PyTorch on validation images (faster on CPUs), else PyTorch")
+    tta_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="precision of TTA's extra views (reported apart, never served); auto: bf16 on "
+                            "PyTorch when training ran bf16 and this CPU computes bf16 natively, else fp32")
 
 
 class ServeConfig(Section):

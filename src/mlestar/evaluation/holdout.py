@@ -7,18 +7,45 @@ two numbers are computed the same way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
+AGREEMENT_IMAGES = 1000
+"""Test images whose plain view is also computed by a reduced-precision TTA forward, to state how far it is off."""
+
+
+@dataclass(frozen=True)
+class ViewForward:
+    """What computes test-time augmentation's extra views, when not the plain view's forward.
+
+    Why: those views are reported apart and never served, so on a CPU that
+    computes bf16 natively they may run in the training precision, at about
+    twice fp32's speed, while every served number stays fp32.
+
+    Attributes:
+        module: the trained PyTorch module, called on normalized ``(N, C, H, W)`` batches.
+        precision: autocast precision of its passes (``fp32`` or ``bf16``).
+        channels_last: whether to hand it channels-last batches.
+    """
+
+    module: Any
+    precision: str = "fp32"
+    channels_last: bool = False
+
 
 def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", channels_last: bool = False,
-                     progress: Callable[[int, int], None] | None = None, temperature: float = 1.0
-                     ) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
+                     progress: Callable[[int, int], None] | None = None, temperature: float = 1.0,
+                     views: ViewForward | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """Classification metrics on the test split.
 
     Returns ``(metrics, probabilities, tta_probabilities)``; the last is None
     without test-time augmentation, and is reported apart from the plain numbers.
+    ``views``: computes TTA's extra views instead of ``model`` (the plain view,
+    every metric and the probabilities always come from ``model``); then
+    ``metrics["tta_views"]`` states its precision and how it agreed with
+    ``model`` on the plain view of the first :data:`AGREEMENT_IMAGES` test images.
     Probabilities are ``softmax(logits / temperature)``: pass the temperature
     fitted on validation (:mod:`mlestar.evaluation.calibration`) to score the
     probabilities the bundle serves. Predictions do not depend on it; ``ece``
@@ -31,7 +58,7 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
     from mlestar.evaluation.calibration import apply_temperature
     from mlestar.evaluation.metrics import classification_metrics, expected_calibration_error
     from mlestar.training.loop import evaluate_logits, split_to_tensors
-    from mlestar.training.tta import EXTRA_VIEWS, tta_logits
+    from mlestar.training.tta import EXTRA_VIEWS
 
     x, _ = split_to_tensors(dataset.test, prep, torch.device("cpu"))
     on_batch = _counter(progress, len(x) * (1 + EXTRA_VIEWS.get(tta, 0)))
@@ -39,15 +66,41 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
         model = model.to(memory_format=torch.channels_last)
     logits = evaluate_logits(model, x, channels_last=channels_last, on_batch=on_batch)
     probs = apply_temperature(logits.numpy(), temperature).astype(np.float32)
-    tta_probs = None
+    tta_probs, views_record = None, None
     if tta != "none":
-        views = tta_logits(model, x, tta, channels_last=channels_last, plain_logits=logits, on_batch=on_batch)
-        tta_probs = apply_temperature(views.numpy(), temperature).astype(np.float32)
+        tta_probs, views_record = _tta(views or ViewForward(model, "fp32", channels_last), x, tta, logits,
+                                       temperature, on_batch, check=views is not None)
     metrics = classification_metrics(dataset.test.labels, probs, list(dataset.class_names))
+    if views_record is not None:
+        metrics["tta_views"] = views_record
     uncalibrated = apply_temperature(logits.numpy(), 1.0).astype(np.float32)
     metrics["ece_uncalibrated"] = expected_calibration_error(uncalibrated, dataset.test.labels)[0]
     metrics["temperature"] = float(temperature)
     return metrics, probs, tta_probs
+
+
+def _tta(views: ViewForward, x: Any, kind: str, plain_logits: Any, temperature: float,
+         on_batch: Callable[[int], None] | None, *, check: bool) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """TTA probabilities over ``x`` with ``views`` computing the extra views; with ``check``, its agreement too."""
+    from mlestar.evaluation.calibration import apply_temperature
+    from mlestar.training.tta import tta_logits
+
+    combined = tta_logits(views.module, x, kind, precision=views.precision, channels_last=views.channels_last,
+                          plain_logits=plain_logits, on_batch=on_batch)
+    probs = apply_temperature(combined.numpy(), temperature).astype(np.float32)
+    if not check:
+        return probs, None
+    return probs, agreement(views, x[:AGREEMENT_IMAGES], plain_logits[:AGREEMENT_IMAGES])
+
+
+def agreement(views: ViewForward, x: Any, reference: Any) -> dict[str, Any]:
+    """How ``views``'s plain view of ``x`` compares with the ``reference`` logits (the scored forward's)."""
+    from mlestar.training.loop import evaluate_logits
+
+    logits = evaluate_logits(views.module, x, precision=views.precision, channels_last=views.channels_last)
+    return {"precision": views.precision, "images": len(x),
+            "top1_agreement": float((logits.argmax(1) == reference.argmax(1)).float().mean()),
+            "max_abs_diff": float((logits - reference).abs().max())}
 
 
 def _counter(progress: Callable[[int, int], None] | None, total: int) -> Callable[[int], None] | None:
