@@ -109,9 +109,12 @@ def test_under_bf16_the_whitening_init_stays_fp32_as_on_the_gpu(anchors) -> None
     assert utils.init_whitening_conv is original and not torch.is_autocast_enabled("cpu")
 
 
-def test_the_package_gets_bf16_only_with_amx_on_a_cpu(anchors, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(anchors, "cpu_has_amx", lambda: False)
-    assert anchors.anchor_precision(torch.device("cpu")) == "fp32"  # AVX-512 BF16 alone: fp32 (it fails in bf16)
-    monkeypatch.setattr(anchors, "cpu_has_amx", lambda: True)
+def test_the_package_runs_fp32_on_every_cpu_unless_asked(anchors, monkeypatch: pytest.MonkeyPatch) -> None:
+    for amx in (False, True):  # it does not train under bf16 autocast on an AVX-512 BF16 CPU nor on an AMX one
+        monkeypatch.setattr(anchors, "cpu_has_amx", lambda amx=amx: amx)
+        assert anchors.anchor_precision(torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(anchors, "ANCHOR_BF16", True)  # --anchor-bf16: the shim, where AMX makes bf16 native
     assert anchors.anchor_precision(torch.device("cpu")) == "bf16"
+    monkeypatch.setattr(anchors, "cpu_has_amx", lambda: False)
+    assert anchors.anchor_precision(torch.device("cpu")) == "fp32"
     assert anchors.anchor_precision(torch.device("cuda")) == "fp16"  # its own half-precision weights
