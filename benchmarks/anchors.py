@@ -148,10 +148,11 @@ def write_airbench_data(folder: Path, train: ImageSplit, test: ImageSplit, class
 
 
 def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list[str],
-                 batch_size: int = 1024) -> dict[str, Any]:
+                 batch_size: int = 1024, bf16_shim: bool = False) -> dict[str, Any]:
     """One ``train94`` run from ``./cifar10`` (the caller's cwd): seconds, test accuracy plain and TTA.
 
     ``shims_out`` receives the shims applied (none on CUDA). ``batch_size`` is airbench94's 1024 except in tests.
+    ``bf16_shim``: see :func:`anchor_precision`.
     """
     import airbench
     from airbench import utils
@@ -159,8 +160,8 @@ def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list
     on_cpu = device.type == "cpu"
     # The package under bf16 autocast does not train on a CPU: 10.00% test at full scale on an AVX-512 BF16
     # CPU (Zen 5; gradients 60-100% off fp32's on its first batch) and 20.01% on an AMX Xeon, both with its
-    # whitening init in fp32 (docs/benchmarks.md). So it runs fp32 on every CPU unless --anchor-bf16.
-    bf16 = anchor_precision(device) == "bf16"
+    # whitening init in fp32 (docs/benchmarks.md). So it runs fp32 on every CPU unless bf16_shim (--anchor-bf16).
+    bf16 = anchor_precision(device, bf16_shim) == "bf16"
     torch.manual_seed(seed)
     with cpu_shims(bf16) if on_cpu else contextlib.nullcontext([]) as shims:
         loader = utils.CifarLoader("cifar10", train=True, batch_size=batch_size, aug={"flip": True, "translate": 2},
@@ -179,15 +180,14 @@ def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list
             "images": images}
 
 
-ANCHOR_BF16 = False
-"""``--anchor-bf16``: give the package the bf16 autocast shim on a CPU with AMX (it scored 20% there)."""
+def anchor_precision(device: torch.device, bf16_shim: bool = False) -> str:
+    """airbench94's precision here: its own fp16 on a GPU; on a CPU fp32, or bf16 with AMX and ``bf16_shim``.
 
-
-def anchor_precision(device: torch.device) -> str:
-    """airbench94's precision here: its own fp16 on a GPU; on a CPU fp32 (bf16 with AMX only if ``ANCHOR_BF16``)."""
+    ``bf16_shim`` is ``--anchor-bf16``: the package under bf16 autocast, which scored 20% on an AMX CPU.
+    """
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if ANCHOR_BF16 and cpu_has_amx() else "fp32"
+    return "bf16" if bf16_shim and cpu_has_amx() else "fp32"
 
 
 def _sync(device: torch.device) -> None:
@@ -215,7 +215,7 @@ def epochs_for(seconds: float, per_epoch: float) -> int:
 def seed_rows(seed: int, data: Any, test: Any, args: argparse.Namespace, precision: str,
               shims: list[str]) -> list[dict[str, Any]]:
     """airbench94, mlestar at the same epochs, then mlestar at each time share of airbench94's seconds."""
-    anchor = airbench_row(seed, test[0].device, args.epochs, shims)
+    anchor = airbench_row(seed, test[0].device, args.epochs, shims, bf16_shim=args.anchor_bf16)
     _print(anchor, anchor)
     same = mlestar_row("mlestar, same epochs", data, test, args, seed, round(args.epochs), precision)
     _print(same, anchor)
@@ -295,8 +295,6 @@ def main() -> None:
                         help="the package in bf16 autocast on an AMX CPU (it does not train there: 20%% test)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    global ANCHOR_BF16
-    ANCHOR_BF16 = args.anchor_bf16
     run(args)
 
 
@@ -308,7 +306,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     shims: list[str] = []
     rows: list[dict[str, Any]] = []
     print(f"{machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; mlestar {args.model}, "
-          f"{precision}; airbench94 {anchor_precision(device)}; train {len(train_split)} images, "
+          f"{precision}; airbench94 {anchor_precision(device, args.anchor_bf16)}; train {len(train_split)} images, "
           f"test {len(test_split)}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         write_airbench_data(Path(folder), train_split, test_split, classes)
@@ -316,7 +314,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         os.chdir(folder)  # airbench reads ./cifar10/{train,test}.pt
         try:
             if args.warmup:
-                airbench_row(99, device, 1, shims)
+                airbench_row(99, device, 1, shims, bf16_shim=args.anchor_bf16)
                 mlestar_row("warm-up", data, test, args, 99, 1, precision)
             for seed in args.seeds:
                 rows += seed_rows(seed, data, test, args, precision, shims)

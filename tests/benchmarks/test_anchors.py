@@ -113,8 +113,8 @@ def test_the_package_runs_fp32_on_every_cpu_unless_asked(anchors, monkeypatch: p
     for amx in (False, True):  # it does not train under bf16 autocast on an AVX-512 BF16 CPU nor on an AMX one
         monkeypatch.setattr(anchors, "cpu_has_amx", lambda amx=amx: amx)
         assert anchors.anchor_precision(torch.device("cpu")) == "fp32"
-    monkeypatch.setattr(anchors, "ANCHOR_BF16", True)  # --anchor-bf16: the shim, where AMX makes bf16 native
-    assert anchors.anchor_precision(torch.device("cpu")) == "bf16"
+    # --anchor-bf16: the shim, where AMX makes bf16 native
+    assert anchors.anchor_precision(torch.device("cpu"), bf16_shim=True) == "bf16"
     monkeypatch.setattr(anchors, "cpu_has_amx", lambda: False)
-    assert anchors.anchor_precision(torch.device("cpu")) == "fp32"
+    assert anchors.anchor_precision(torch.device("cpu"), bf16_shim=True) == "fp32"
     assert anchors.anchor_precision(torch.device("cuda")) == "fp16"  # its own half-precision weights

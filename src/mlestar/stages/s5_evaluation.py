@@ -173,7 +173,8 @@ def tta_precision(choice: str, trained: str) -> tuple[str, str]:
     """``(precision, reason)`` of TTA's extra views: ``choice`` unless ``auto``.
 
     On ``auto``: bf16 when training ran bf16 and this CPU computes bf16 natively
-    (AMX or AVX-512 BF16), where it is about twice as fast as fp32 and these
+    (AMX or AVX-512 BF16), where it is faster than the fp32 graph (stage 5
+    took 0.81x on an AMX CPU, docs/benchmarks.md) and these
     views are most of stage 5's time (5 of airbench's 6 test passes); fp32
     elsewhere, where bf16 is emulated.
     The views are reported apart and never served, so no served number changes.
