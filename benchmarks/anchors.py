@@ -32,11 +32,15 @@ outside both. Ratios are against airbench94 in the same run.
 
 The package assumes CUDA and fp16. On a CPU the fewest shims that let it run
 are applied, and every one is printed (see :func:`cpu_shims`); nothing in its
-training or evaluation code is changed. Precision: the package runs
-fp32 on every CPU (under the bf16 autocast shim it scored 10% on an AVX-512 BF16
-CPU and 20% on an AMX CPU; ``--anchor-bf16`` still applies that shim with AMX);
-mlestar's rows use ``precision: auto``, so on a CPU with native bf16 mlestar
-trains bf16 and the package fp32 (see ``airbench_row``). The header line says
+training or evaluation code is changed. Precision, as the issue's shim list
+says: the package runs bf16 autocast (fp32 weights) on a CPU with AMX and fp32
+on any other CPU (``--anchor-precision`` overrides it); mlestar's rows use
+``precision: auto`` (bf16 on a CPU with native bf16 dot products: AMX or
+AVX-512 BF16). The autocast shim must not cache its bf16 weight copies: the
+package's whole ``train`` call runs inside it, and a cached copy would feed
+every step the first step's weights (the package then stays at chance; that was
+this script's bug until 2026-12-03). The header line says which precision each
+side ran.
 which precision each side ran.
 """
 
@@ -114,8 +118,11 @@ def cpu_shims(bf16: bool) -> Iterator[list[str]]:
     try:
         with contextlib.ExitStack() as stack:
             if bf16:
-                stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
-                shims.append(f"bf16 autocast around training and evaluation (native bf16 here: {cpu_native_bf16()})")
+                # cache_enabled=False: one autocast spans every step, and its cache would keep the first step's
+                # bf16 weight copies for the whole run (the fp32 weights train, the forward never sees them).
+                stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False))
+                shims.append("bf16 autocast around training and evaluation, its weight-cast cache off (native bf16 "
+                             f"here: {cpu_native_bf16()})")
                 utils.init_whitening_conv = _fp32(saved["whiten"])  # type: ignore[attr-defined]
                 shims.append("init_whitening_conv runs outside the autocast, in fp32 as on the GPU (a bf16 "
                              "patch covariance has negative eigenvalues: NaN stem weights, 10% accuracy)")
@@ -148,20 +155,17 @@ def write_airbench_data(folder: Path, train: ImageSplit, test: ImageSplit, class
 
 
 def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list[str],
-                 batch_size: int = 1024, bf16_shim: bool = False) -> dict[str, Any]:
+                 batch_size: int = 1024, precision: str = "auto") -> dict[str, Any]:
     """One ``train94`` run from ``./cifar10`` (the caller's cwd): seconds, test accuracy plain and TTA.
 
     ``shims_out`` receives the shims applied (none on CUDA). ``batch_size`` is airbench94's 1024 except in tests.
-    ``bf16_shim``: see :func:`anchor_precision`.
+    ``precision``: see :func:`anchor_precision`.
     """
     import airbench
     from airbench import utils
 
     on_cpu = device.type == "cpu"
-    # The package under bf16 autocast does not train on a CPU: 10.00% test at full scale on an AVX-512 BF16
-    # CPU (Zen 5; gradients 60-100% off fp32's on its first batch) and 20.01% on an AMX Xeon, both with its
-    # whitening init in fp32 (docs/benchmarks.md). So it runs fp32 on every CPU unless bf16_shim (--anchor-bf16).
-    bf16 = anchor_precision(device, bf16_shim) == "bf16"
+    bf16 = anchor_precision(device, precision) == "bf16"
     torch.manual_seed(seed)
     with cpu_shims(bf16) if on_cpu else contextlib.nullcontext([]) as shims:
         loader = utils.CifarLoader("cifar10", train=True, batch_size=batch_size, aug={"flip": True, "translate": 2},
@@ -180,14 +184,16 @@ def airbench_row(seed: int, device: torch.device, epochs: float, shims_out: list
             "images": images}
 
 
-def anchor_precision(device: torch.device, bf16_shim: bool = False) -> str:
-    """airbench94's precision here: its own fp16 on a GPU; on a CPU fp32, or bf16 with AMX and ``bf16_shim``.
+def anchor_precision(device: torch.device, choice: str = "auto") -> str:
+    """airbench94's precision here: its own fp16 on a GPU; on a CPU ``choice``, where ``auto`` is the issue's rule.
 
-    ``bf16_shim`` is ``--anchor-bf16``: the package under bf16 autocast, which scored 20% on an AMX CPU.
+    ``auto``: bf16 autocast with fp32 weights on a CPU with AMX, fp32 on any other CPU (``--anchor-precision``).
     """
     if device.type == "cuda":
         return "fp16"
-    return "bf16" if bf16_shim and cpu_has_amx() else "fp32"
+    if choice != "auto":
+        return choice
+    return "bf16" if cpu_has_amx() else "fp32"
 
 
 def _sync(device: torch.device) -> None:
@@ -215,7 +221,7 @@ def epochs_for(seconds: float, per_epoch: float) -> int:
 def seed_rows(seed: int, data: Any, test: Any, args: argparse.Namespace, precision: str,
               shims: list[str]) -> list[dict[str, Any]]:
     """airbench94, mlestar at the same epochs, then mlestar at each time share of airbench94's seconds."""
-    anchor = airbench_row(seed, test[0].device, args.epochs, shims, bf16_shim=args.anchor_bf16)
+    anchor = airbench_row(seed, test[0].device, args.epochs, shims, precision=args.anchor_precision)
     _print(anchor, anchor)
     same = mlestar_row("mlestar, same epochs", data, test, args, seed, round(args.epochs), precision)
     _print(same, anchor)
@@ -291,8 +297,8 @@ def main() -> None:
     parser.add_argument("--limit-test", type=int, default=None, help="a seeded random N of the 10,000 test images")
     parser.add_argument("--warmup", action="store_true", help="one untimed short run of each side first (GPU)")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--anchor-bf16", action="store_true",
-                        help="the package in bf16 autocast on an AMX CPU (it does not train there: 20%% test)")
+    parser.add_argument("--anchor-precision", default="auto", choices=["auto", "fp32", "bf16"],
+                        help="the package's precision on a CPU (auto: bf16 autocast with AMX, else fp32)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     run(args)
@@ -306,7 +312,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     shims: list[str] = []
     rows: list[dict[str, Any]] = []
     print(f"{machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; mlestar {args.model}, "
-          f"{precision}; airbench94 {anchor_precision(device, args.anchor_bf16)}; train {len(train_split)} images, "
+          f"{precision}; airbench94 {anchor_precision(device, args.anchor_precision)}; train {len(train_split)} images, "
           f"test {len(test_split)}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         write_airbench_data(Path(folder), train_split, test_split, classes)
@@ -314,7 +320,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         os.chdir(folder)  # airbench reads ./cifar10/{train,test}.pt
         try:
             if args.warmup:
-                airbench_row(99, device, 1, shims, bf16_shim=args.anchor_bf16)
+                airbench_row(99, device, 1, shims, precision=args.anchor_precision)
                 mlestar_row("warm-up", data, test, args, 99, 1, precision)
             for seed in args.seeds:
                 rows += seed_rows(seed, data, test, args, precision, shims)

@@ -109,12 +109,29 @@ def test_under_bf16_the_whitening_init_stays_fp32_as_on_the_gpu(anchors) -> None
     assert utils.init_whitening_conv is original and not torch.is_autocast_enabled("cpu")
 
 
-def test_the_package_runs_fp32_on_every_cpu_unless_asked(anchors, monkeypatch: pytest.MonkeyPatch) -> None:
-    for amx in (False, True):  # it does not train under bf16 autocast on an AVX-512 BF16 CPU nor on an AMX one
+def test_the_package_runs_bf16_with_amx_and_fp32_on_other_cpus(anchors, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's shim list: bf16 autocast where the CPU has AMX, fp32 elsewhere; --anchor-precision overrides."""
+    for amx, expected in ((True, "bf16"), (False, "fp32")):
         monkeypatch.setattr(anchors, "cpu_has_amx", lambda amx=amx: amx)
-        assert anchors.anchor_precision(torch.device("cpu")) == "fp32"
-    # --anchor-bf16: the shim, where AMX makes bf16 native
-    assert anchors.anchor_precision(torch.device("cpu"), bf16_shim=True) == "bf16"
-    monkeypatch.setattr(anchors, "cpu_has_amx", lambda: False)
-    assert anchors.anchor_precision(torch.device("cpu"), bf16_shim=True) == "fp32"
+        assert anchors.anchor_precision(torch.device("cpu")) == expected
+        assert anchors.anchor_precision(torch.device("cpu"), "fp32") == "fp32"
+        assert anchors.anchor_precision(torch.device("cpu"), "bf16") == "bf16"
     assert anchors.anchor_precision(torch.device("cuda")) == "fp16"  # its own half-precision weights
+
+
+def test_under_the_bf16_shim_every_forward_sees_the_weights_as_they_are_now(anchors) -> None:
+    """One autocast spans the package's whole run, so its bf16 weight-cast cache must be off.
+
+    With the cache on, a weight updated in place after the first forward is never seen again: the package's
+    fp32 weights trained while its forward kept the first step's copies, and it stayed at chance (20% test).
+    """
+    layer, x = torch.nn.Linear(8, 4), torch.randn(16, 8)
+    with anchors.cpu_shims(bf16=True):
+        before = layer(x)  # grad mode on and a leaf weight that requires grad: what autocast would cache
+        with torch.no_grad():
+            layer.weight.add_(1.0)  # what optimizer.step() does
+        after = layer(x)
+        assert after.dtype == torch.bfloat16
+    expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+    assert not torch.allclose(after.float(), before.float())
+    assert torch.allclose(after.float(), expected, rtol=2e-2, atol=5e-2)
