@@ -88,35 +88,9 @@ def choose_model(config: MlestarConfig, record: dict[str, Any], spec: dict[str, 
     return pick_by_budget(probes, budget, n_train) + (probes,)
 
 
-def epoch_seconds(n_train: int, probe: dict[str, Any]) -> tuple[float, float, int]:
-    """Planned seconds per epoch of ``n_train`` images: (first epochs, epochs after the stem's bias is spent, and
-    how many first epochs there are). One speed when the probe measured one (then the second equals the first)."""
-    first = EPOCH_OVERHEAD * n_train / probe["images_per_second"]
-    if "images_per_second_spent" not in probe:
-        return first, first, 0
-    return first, EPOCH_OVERHEAD * n_train / probe["images_per_second_spent"], int(probe["spent_after_epochs"])
-
-
-def training_seconds(epochs: int, n_train: int, probe: dict[str, Any]) -> float:
-    """Planned training seconds of ``epochs`` epochs: the first ones at the first speed, the rest at the second."""
-    first, spent, after = epoch_seconds(n_train, probe)
-    return min(epochs, after) * first + max(0, epochs - after) * spent
-
-
 def epochs_in(budget: float, n_train: int, probe: dict[str, Any]) -> int:
-    """The most whole epochs of ``n_train`` images whose :func:`training_seconds` fit ``budget``."""
-    first, spent, after = epoch_seconds(n_train, probe)
-    if budget < after * first:
-        return int(budget / first)
-    return after + int((budget - after * first) / spent)
-
-
-def _epochs_reason(budget: float, n_train: int, probe: dict[str, Any]) -> str:
-    first, spent, after = epoch_seconds(n_train, probe)
-    if not after or budget < after * first:  # one speed, or a budget that ends while the stem's bias trains
-        return f"{budget:.0f}s budget / {first:.1f}s per measured epoch"
-    return (f"{budget:.0f}s budget: {after} epochs at {first:.1f}s, then {spent:.1f}s per epoch once the stem's "
-            "bias is spent (both measured)")
+    """Whole epochs of ``n_train`` images that fit ``budget`` at the probed speed."""
+    return int(budget / (EPOCH_OVERHEAD * n_train / probe["images_per_second"]))
 
 
 def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], config: MlestarConfig
@@ -147,7 +121,7 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
                              device=spec["probe"]["device"], seed=0)
     shape = (channels, height, height)
     setup = {"method": "loop_throughput", "plan": candidate.to_json(), "shape": list(shape),
-             "loop_steps": LOOP_STEPS, "loop_seconds": LOOP_SECONDS, "speeds": "stem bias training, then spent"}
+             "loop_steps": LOOP_STEPS, "loop_seconds": LOOP_SECONDS}
     return cached_measurement(setup, candidate.device, lambda: loop_throughput(
         build_model(candidate), shape, candidate.num_classes, spec_from_plan(candidate),
         device=torch.device(candidate.device)))
@@ -213,9 +187,10 @@ def _fit_epochs(plan: ReasonedPlan, config: MlestarConfig, probes: dict[str, Any
     budget = config.constraints.max_training_time
     if "epochs" in given or not probes or budget is None:
         return plan
-    probe, n_train = probes[plan.training.model], record["splits"]["train"]["size"]
-    epochs = max(1, min(epochs_in(budget, n_train, probe), MAX_EPOCH_FACTOR * plan.training.epochs))
-    return plan.apply([PlanChange("epochs", epochs, _epochs_reason(budget, n_train, probe))])
+    ips = probes[plan.training.model]["images_per_second"]
+    epoch_s = EPOCH_OVERHEAD * record["splits"]["train"]["size"] / ips
+    epochs = max(1, min(int(budget / epoch_s), MAX_EPOCH_FACTOR * plan.training.epochs))
+    return plan.apply([PlanChange("epochs", epochs, f"{budget:.0f}s budget / {epoch_s:.1f}s per measured epoch")])
 
 
 def _rest(plan: PlanDraft, config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any],
@@ -273,7 +248,8 @@ def estimate(plan: TrainingPlan, record: dict[str, Any], spec: dict[str, Any], p
     model = create_model(arch.pop("name"), **arch)  # not build_model: estimating must not reseed torch
     probe = (probes or {}).get(plan.model)
     if probe is not None and plan.width == model_info(plan.model).default_width:
-        return count_params(model), training_seconds(plan.epochs, record["splits"]["train"]["size"], probe)
+        seconds = plan.epochs * EPOCH_OVERHEAD * record["splits"]["train"]["size"] / probe["images_per_second"]
+        return count_params(model), seconds
     flops = count_flops(model, (plan.in_channels, plan.image_size, plan.image_size))
     ratio = flops / max(spec["probe"]["reference_flops"], 1)
     seconds = plan.epochs * spec["estimated_epoch_time_s"] * ratio
@@ -376,9 +352,7 @@ def _probe_section(plan: PlanDocument, sources: dict[str, ProbeSource]) -> str:
     for name, probe in plan.probes.items():
         cache = probe.get("cache") or {}
         source = sources.get(name)
-        spent = probe.get("images_per_second_spent")
-        rows.append([name, f"{probe['images_per_second']:.0f}", f"{spent:.0f}" if spent else "-",
-                     source.describe() if source else "measured", cache.get("measured_at", ""),
-                     str(cache.get("key", ""))[:16]])
-    headers = ["model", "images/s", "images/s, stem bias spent", "source", "measured at", "cache key"]
+        rows.append([name, f"{probe['images_per_second']:.0f}", source.describe() if source else "measured",
+                     cache.get("measured_at", ""), str(cache.get("key", ""))[:16]])
+    headers = ["model", "images/s", "source", "measured at", "cache key"]
     return f"\n## Throughput probes\n\n{markdown_table(headers, rows)}\n"

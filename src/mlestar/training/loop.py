@@ -149,13 +149,9 @@ class Trainer:
 
         Empty under data parallelism: DDP expects the same parameters to take gradients every step.
         """
-        spent = self.step_count >= self.spec.whiten_bias_epochs * self.steps_per_epoch
-        return self.stem_bias_params() if spent else []
-
-    def stem_bias_params(self) -> list[nn.Parameter]:
-        """The stem's bias, whose learning rate ends after ``whiten_bias_epochs``; empty without one or under DDP."""
         group = next((g for g in self.opt.param_groups if g.get("name") == "whiten_bias"), None)
-        return list(group["params"]) if group and self.shard.world == 1 else []
+        spent = self.step_count >= self.spec.whiten_bias_epochs * self.steps_per_epoch
+        return list(group["params"]) if group and spent and self.shard.world == 1 else []
 
     def freeze_spent_params(self) -> None:
         """Stop gradients into :meth:`spent_params`; the weights they would have updated stay the same.

@@ -64,14 +64,6 @@ def loop_throughput(model: nn.Module, shape: tuple[int, int, int], num_classes: 
     ``LOOP_STEPS`` steps run after one untimed warm-up pass until
     ``min_seconds`` are measured; the median pass counts. A planner using
     the plain step time alone underestimated a CIFAR-10 epoch by 23%.
-
-    Recipes whose stem bias stops training after ``whiten_bias_epochs`` have
-    two speeds: fit freezes that bias then, and every later step skips the
-    widest layer's input gradient. Both are timed, ``min_seconds / 2`` each:
-    ``images_per_second`` for the first ``spent_after_epochs`` epochs and
-    ``images_per_second_spent`` for the rest (about 1.1x faster per step for
-    airbench nets on a CPU, docs/benchmarks.md; timing only the first speed
-    made plans conservative).
     """
     from mlestar.training.loop import Trainer, prepare_model
 
@@ -83,29 +75,11 @@ def loop_throughput(model: nn.Module, shape: tuple[int, int, int], num_classes: 
     spec = replace(spec, epochs=10_000, max_seconds=None)
     trainer = Trainer(prepare_model(model.to(device), x, spec), (x, y), spec)
     trainer.train_epoch(1)
-    stem_bias = trainer.stem_bias_params() if spec.whiten_bias_epochs < spec.epochs else []
-    share = min_seconds / 2 if stem_bias else min_seconds
-    passes = _timed_passes(trainer, share, first_epoch=2)
-    result = {"images_per_second": n / statistics.median(passes), "batch_size": spec.batch_size,
-              "precision": spec.precision, "channels_last": spec.channels_last,
-              "method": "fit's epoch loop on random data"}
-    if stem_bias:
-        for param in stem_bias:  # what fit's freeze_spent_params does after whiten_bias_epochs
-            param.requires_grad_(False)
-        spent = _timed_passes(trainer, share, first_epoch=len(passes) + 2)
-        result.update(images_per_second_spent=n / statistics.median(spent),
-                      spent_after_epochs=spec.whiten_bias_epochs)
-        passes += spent
-        for param in stem_bias:
-            param.requires_grad_(True)  # the model leaves as it came
-    return {**result, "steps": LOOP_STEPS * (len(passes) + 1)}
-
-
-def _timed_passes(trainer: Any, min_seconds: float, first_epoch: int) -> list[float]:
-    """Seconds of each epoch pass of ``trainer``: at least 2, until ``min_seconds`` are measured."""
     passes: list[float] = []
     while len(passes) < 2 or sum(passes) < min_seconds:
         start = time.perf_counter()
-        trainer.train_epoch(first_epoch + len(passes))
+        trainer.train_epoch(len(passes) + 2)
         passes.append(time.perf_counter() - start)
-    return passes
+    return {"images_per_second": n / statistics.median(passes), "steps": LOOP_STEPS * (len(passes) + 1),
+            "batch_size": spec.batch_size, "precision": spec.precision, "channels_last": spec.channels_last,
+            "method": "fit's epoch loop on random data"}
