@@ -41,7 +41,6 @@ package's whole ``train`` call runs inside it, and a cached copy would feed
 every step the first step's weights (the package then stays at chance; that was
 this script's bug until 2026-12-03). The header line says which precision each
 side ran.
-which precision each side ran.
 """
 
 from __future__ import annotations
