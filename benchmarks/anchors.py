@@ -124,7 +124,7 @@ def cpu_shims(bf16: bool) -> Iterator[list[str]]:
                              f"here: {cpu_native_bf16()})")
                 utils.init_whitening_conv = _fp32(saved["whiten"])  # type: ignore[attr-defined]
                 shims.append("init_whitening_conv runs outside the autocast, in fp32 as on the GPU (a bf16 "
-                             "patch covariance has negative eigenvalues: NaN stem weights, 10% accuracy)")
+                             "patch covariance has negative eigenvalues: NaN stem weights)")
             yield shims
     finally:
         torch.nn.Module.cuda = saved["cuda"]  # type: ignore[method-assign]
