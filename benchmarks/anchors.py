@@ -204,7 +204,7 @@ def mlestar_row(label: str, data: Any, test: tuple[torch.Tensor, torch.Tensor], 
                 seed: int, epochs: int, precision: str) -> dict[str, Any]:
     """mlestar's recipe for ``args.model`` trained by ``fit``; the final epoch's weights, as airbench keeps."""
     device = test[0].device
-    plan = plan_for(args.model, epochs, args.batch, precision, seed, device.type, args.compile)
+    plan = plan_for(args.model, epochs, args.batch, precision, seed, device.type, args.compile, args.optimizer)
     result = fit(build_model(plan).to(device), data[0], data[1], spec_from_plan(plan), tensorboard=False,
                  keep="last")
     plain, tta = accuracies(result.model, *test)
@@ -219,12 +219,22 @@ def epochs_for(seconds: float, per_epoch: float) -> int:
 
 def seed_rows(seed: int, data: Any, test: Any, args: argparse.Namespace, precision: str,
               shims: list[str]) -> list[dict[str, Any]]:
-    """airbench94, mlestar at the same epochs, then mlestar at each time share of airbench94's seconds."""
+    """airbench94, mlestar at the same epochs, then mlestar at each time share of airbench94's seconds.
+
+    With ``args.mlestar_epochs``: airbench94, then mlestar at each of those epoch counts instead (a recipe
+    whose epochs are known, such as airbench94_muon's 8; the rows report their measured time ratio).
+    """
     anchor = airbench_row(seed, test[0].device, args.epochs, shims, precision=args.anchor_precision)
     _print(anchor, anchor)
+    rows = [anchor]
+    for epochs in args.mlestar_epochs:
+        rows.append(row := mlestar_row(f"mlestar, {epochs} epochs", data, test, args, seed, epochs, precision))
+        _print(row, anchor)
+    if args.mlestar_epochs:
+        return rows
     same = mlestar_row("mlestar, same epochs", data, test, args, seed, round(args.epochs), precision)
     _print(same, anchor)
-    rows = [anchor, same]
+    rows.append(same)
     per_epoch = same["seconds"] / same["epochs"]
     for share in args.time_shares:
         epochs = epochs_for(share * anchor["seconds"], per_epoch)
@@ -289,9 +299,13 @@ def main() -> None:
     parser.add_argument("--model", default="airbench", help="mlestar's model (airbench: airbench94's widths)")
     parser.add_argument("--epochs", type=float, default=AIRBENCH_EPOCHS, help="airbench94's epochs")
     parser.add_argument("--batch", type=int, default=None, help="mlestar's batch (default: its recipe's)")
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "muon"],
+                        help="mlestar's airbench recipe: airbench94's (sgd) or airbench94_muon's (muon)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--time-shares", type=float, nargs="*", default=[1.0, 0.8])
+    parser.add_argument("--mlestar-epochs", type=int, nargs="*", default=[],
+                        help="mlestar at these epochs instead of the same-epochs and time-share rows")
     parser.add_argument("--limit-train", type=int, default=None, help="a seeded random N of the 50,000")
     parser.add_argument("--limit-test", type=int, default=None, help="a seeded random N of the 10,000 test images")
     parser.add_argument("--warmup", action="store_true", help="one untimed short run of each side first (GPU)")
@@ -310,7 +324,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     data, test, train_split, test_split, classes = load_tensors(args, device)
     shims: list[str] = []
     rows: list[dict[str, Any]] = []
-    print(f"{machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; mlestar {args.model}, "
+    print(f"{machine(device)}; torch {torch.__version__}, {torch.get_num_threads()} threads; mlestar {args.model} "
+          f"({args.optimizer}), "
           f"{precision}; airbench94 {anchor_precision(device, args.anchor_precision)}; train {len(train_split)} images, "
           f"test {len(test_split)}", flush=True)
     with tempfile.TemporaryDirectory() as folder:

@@ -41,9 +41,10 @@ ARCHIVE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "
 
 
 def plan_for(model: str, epochs: int, batch: int | None, precision: str, seed: int, device: str = "cpu",
-             compile: bool = False) -> TrainingPlan:
-    """The airbench recipe for ``model`` on CIFAR-10-shaped data, as stage 3 would plan it."""
-    return TrainingPlan(**{**airbench_settings(batch, device=device), "epochs": epochs}, model=model,
+             compile: bool = False, optimizer: str = "sgd") -> TrainingPlan:
+    """The airbench recipe (``optimizer``: sgd or muon) for ``model`` on CIFAR-10-shaped data, as stage 3 plans it."""
+    settings = airbench_settings(batch, device=device, optimizer=optimizer)
+    return TrainingPlan(**{**settings, "epochs": epochs}, model=model,
                         recipe="airbench", width=_width(model), precision=precision, seed=seed, num_classes=10,
                         in_channels=3, image_size=32, compile=compile, flip_safe=True, class_weighting="none",
                         device=device)
@@ -72,7 +73,8 @@ def training_tensors(dataset, prep, train_on: str, device: torch.device, limit: 
 
 def one_run(data, x_test, y_test, args, precision: str, seed: int, epochs: int | None = None) -> dict:
     (train, val), device = data, x_test.device
-    plan = plan_for(args.model, epochs or args.epochs, args.batch, precision, seed, device.type, args.compile)
+    plan = plan_for(args.model, epochs or args.epochs, args.batch, precision, seed, device.type, args.compile,
+                    args.optimizer)
     keep = "last" if args.train_on == "train+val" else "best"
     result = fit(build_model(plan).to(device), train, val, spec_from_plan(plan), tensorboard=False, keep=keep)
     plain, tta = accuracies(result.model, x_test, y_test)
@@ -95,9 +97,9 @@ def accuracy_runs(args) -> None:
     prep = dataset.preprocessing()
     data = training_tensors(dataset, prep, args.train_on, device, args.limit_train)
     x_test, y_test = split_to_tensors(dataset.test, prep, device)
-    batch = args.batch or airbench_settings(None, device=device.type)["batch_size"]
+    batch = args.batch or airbench_settings(None, device=device.type, optimizer=args.optimizer)["batch_size"]
     print(f"device {describe(device)}; train on {args.train_on}: {len(data[0][0])} images; test {len(x_test)}; "
-          f"model {args.model}, {args.epochs} epochs, batch {batch}, compile {args.compile}, "
+          f"model {args.model}, {args.optimizer}, {args.epochs} epochs, batch {batch}, compile {args.compile}, "
           f"torch {torch.__version__}, CPU threads {torch.get_num_threads()}")
     results = []
     for precision in args.precision:
@@ -202,6 +204,8 @@ def main() -> None:
     parser.add_argument("--model", default="airbench_s")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--optimizer", default="sgd", choices=["sgd", "muon"],
+                        help="the airbench recipe's variant: airbench94's (sgd) or airbench94_muon's")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     parser.add_argument("--warmup", type=int, default=0, help="epochs of one untimed run first")
     parser.add_argument("--compile", action="store_true")

@@ -83,11 +83,12 @@ def test_mlestar_row_trains_the_recipe_at_the_asked_epochs(anchors) -> None:
     prep = Preprocessing(image_size=32, channels=3, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
     train = split_to_tensors(_split(128, 0), prep, torch.device("cpu"))
     test = split_to_tensors(_split(64, 1), prep, torch.device("cpu"))
-    args = argparse.Namespace(model="airbench_xs", batch=128, compile=False)
-    row = anchors.mlestar_row("mlestar, same epochs", (train, (train[0][:32], train[1][:32])), test, args, 0, 2,
-                              "fp32")
-    assert row["epochs"] == 2 and row["batch"] == 128 and row["seconds"] > 0 and row["images"] == 2 * 128
-    assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
+    for optimizer in ("sgd", "muon"):
+        args = argparse.Namespace(model="airbench_xs", batch=128, compile=False, optimizer=optimizer)
+        row = anchors.mlestar_row("mlestar, same epochs", (train, (train[0][:32], train[1][:32])), test, args, 0, 2,
+                                  "fp32")
+        assert row["epochs"] == 2 and row["batch"] == 128 and row["seconds"] > 0 and row["images"] == 2 * 128
+        assert 0.0 <= row["plain"] <= 1.0 and 0.0 <= row["tta"] <= 1.0
 
 
 def test_under_bf16_the_whitening_init_stays_fp32_as_on_the_gpu(anchors) -> None:

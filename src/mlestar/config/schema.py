@@ -222,8 +222,8 @@ class GateConfig(Section):
 
 
 # Names training accepts; the config, the typed plan and the search space share them.
-OptimizerName = Literal["sgd", "adam", "adamw"]
-ScheduleName = Literal["onecycle", "triangular", "cosine", "constant"]
+OptimizerName = Literal["sgd", "muon", "adam", "adamw"]
+ScheduleName = Literal["onecycle", "triangular", "linear", "cosine", "constant"]
 AugmentationName = Literal["none", "flip", "translate", "flip_translate"]
 PrecisionName = Literal["fp32", "bf16", "fp16"]
 

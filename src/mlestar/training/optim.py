@@ -19,6 +19,7 @@ from torch import nn
 
 from mlestar.config.schema import OptimizerName
 from mlestar.errors import TrainingError
+from mlestar.training.muon import Muon
 from mlestar.training.spec import TrainSpec
 
 
@@ -34,16 +35,32 @@ def param_groups(model: nn.Module, spec: TrainSpec) -> list[dict[str, Any]]:
         {"name": "biases", "params": biases, "lr_scale": spec.bias_lr_scale, "weight_decay": bias_decay},
     ]
     if whiten_bias is not None and whiten_bias.requires_grad:
-        # The stem's bias learns at the weights' rate: 64x would swamp the whitened input (airbench does the same).
-        groups.append({"name": "whiten_bias", "params": [whiten_bias], "lr_scale": 1.0,
-                       "weight_decay": spec.weight_decay})
+        # The stem's bias learns at the weights' rate: 64x would swamp the whitened input (airbench94 does the
+        # same). Under Muon the weights' rate is the head's, and airbench94_muon gives the stem the biases' rate.
+        muon = spec.optimizer == "muon"
+        groups.append({"name": "whiten_bias", "params": [whiten_bias],
+                       "lr_scale": spec.bias_lr_scale if muon else 1.0,
+                       "weight_decay": bias_decay if muon else spec.weight_decay})
+    if spec.optimizer == "muon":
+        groups = _split_filters(groups, spec)
     return [g for g in groups if g["params"]]
+
+
+def _split_filters(groups: list[dict[str, Any]], spec: TrainSpec) -> list[dict[str, Any]]:
+    """Muon: conv filter banks (4-D weights) leave the weights group for an orthogonal one at Muon's rate."""
+    weights = groups[0]["params"]
+    filters = [p for p in weights if p.ndim == 4]
+    groups[0]["params"] = [p for p in weights if p.ndim != 4]
+    return [{"name": "filters", "params": filters, "lr_scale": spec.muon_lr / spec.learning_rate,
+             "weight_decay": 0.0, "momentum": spec.muon_momentum, "orthogonal": True}, *groups]
 
 
 def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
     """The optimizer ``spec.optimizer`` names over :func:`param_groups`, each at its scaled learning rate.
 
-    sgd: Nesterov SGD (plain SGD at momentum 0), coupled L2 decay. adam:
+    sgd: Nesterov SGD (plain SGD at momentum 0), coupled L2 decay. muon:
+    conv filters by :class:`~mlestar.training.muon.Muon` at ``muon_lr`` and
+    ``muon_momentum``, the rest by Nesterov SGD as under sgd. adam:
     torch's Adam, whose ``weight_decay`` is coupled L2 (added to the gradient,
     so it is rescaled by the adaptive step), as configs written for
     ``torch.optim.Adam`` expect. adamw: decoupled decay (shrinks the weights
@@ -57,6 +74,8 @@ def make_optimizer(model: nn.Module, spec: TrainSpec) -> torch.optim.Optimizer:
         group["lr"] = spec.learning_rate * group["lr_scale"]
     if spec.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=spec.learning_rate, momentum=spec.momentum, nesterov=spec.momentum > 0)
+    if spec.optimizer == "muon":
+        return Muon(groups, lr=spec.learning_rate, momentum=spec.momentum)
     if spec.optimizer == "adam":
         return torch.optim.Adam(groups, lr=spec.learning_rate)
     if spec.optimizer == "adamw":
@@ -71,10 +90,13 @@ def schedule_factor(spec: TrainSpec, total_steps: int) -> Callable[[int], float]
     onecycle: linear warm-up over 20% of steps, then linear decay to 0.
     triangular: airbench's shape, from 0.2 up to 1 over ``warmup_fraction`` of
     the steps, then down to ``final_lr_fraction``. cosine: half a cosine to 0.
+    linear: from 1 straight down to 0, no warm-up (airbench94_muon's).
     """
     total = max(total_steps, 1)
     if spec.schedule == "constant":
         return lambda step: 1.0
+    if spec.schedule == "linear":
+        return lambda step: max(0.0, 1 - step / total)
     if spec.schedule == "cosine":
         return lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
     if spec.schedule == "triangular":
@@ -87,10 +109,15 @@ def schedule_factor(spec: TrainSpec, total_steps: int) -> Callable[[int], float]
 
 def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int
                    ) -> torch.optim.lr_scheduler.LambdaLR:
-    """One LambdaLR with a factor per group; the whitening bias stops after its epochs."""
+    """One LambdaLR with a factor per group; the whitening bias stops after its epochs.
+
+    Under the linear schedule the whitening bias decays linearly to 0 over its own epochs (airbench94_muon);
+    under the others it follows the common schedule and stops.
+    """
     factor = schedule_factor(spec, spec.epochs * steps_per_epoch)
     stop = spec.whiten_bias_epochs * steps_per_epoch
-    lambdas = [(lambda step: factor(step) * (step < stop)) if g.get("name") == "whiten_bias" else factor
+    whiten = (lambda step: max(0.0, 1 - step / max(stop, 1))) if spec.schedule == "linear" else factor
+    lambdas = [(lambda step: whiten(step) * (step < stop)) if g.get("name") == "whiten_bias" else factor
                for g in opt.param_groups]
     return torch.optim.lr_scheduler.LambdaLR(opt, lambdas)
 

@@ -60,6 +60,8 @@ class TrainingPlan(BaseModel):
     # Optimisation.
     epochs: int = Field(ge=1, le=1000, description="passes over the training split")
     batch_size: int = Field(ge=1, le=65536, description="images per step")
+    micro_batch_size: int | None = Field(None, ge=1, le=65536, description="images per forward/backward pass "
+                                         "(gradient accumulation over a step); None: the whole batch")
     optimizer: OptimizerName = Field(description="update rule (training/optim.py)")
     learning_rate: float = Field(gt=0, le=10, description="peak learning rate")
     momentum: float = Field(ge=0, lt=1, description="SGD momentum (Nesterov); AdamW's beta1")
@@ -69,6 +71,8 @@ class TrainingPlan(BaseModel):
     # Optional recipe settings (the airbench recipe sets them; None: TrainSpec's default).
     bias_lr_scale: float | None = Field(None, gt=0, description="biases and BN shifts learn this many times "
                                                                 "faster, with 1/this the decay")
+    muon_lr: float | None = Field(None, gt=0, le=10, description="muon: conv filters' peak step size")
+    muon_momentum: float | None = Field(None, ge=0, lt=1, description="muon: conv filters' Nesterov momentum")
     warmup_fraction: Share | None = Field(None, description="triangular: share of steps rising to the peak")
     final_lr_fraction: Share | None = Field(None, description="triangular: last step's rate, share of the peak")
     alternating_flip: bool | None = Field(None, description="mirror each image in every other epoch")
@@ -94,7 +98,7 @@ class TrainingPlan(BaseModel):
 
     # Absent from plan.json when None (only the airbench recipe and balanced weighting set them).
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({
-        "bias_lr_scale", "warmup_fraction", "final_lr_fraction", "alternating_flip", "lookahead_every",
+        "micro_batch_size", "bias_lr_scale", "muon_lr", "muon_momentum", "warmup_fraction", "final_lr_fraction", "alternating_flip", "lookahead_every",
         "lookahead_alpha", "whiten_init", "whiten_bias_epochs", "channels_last", "class_weights"})
 
     @model_serializer(mode="wrap")

@@ -12,12 +12,17 @@ class TrainSpec:
 
     epochs: int = 8                 # passes over the training split
     batch_size: int = 64            # images per step
-    optimizer: str = "sgd"          # sgd (Nesterov), adam (coupled L2 decay) or adamw (decoupled decay)
+    micro_batch_size: int | None = None  # images per forward/backward pass, gradients summed over a step's
+                                         # parts (None: the whole batch at once)
+    optimizer: str = "sgd"          # sgd (Nesterov), muon (conv filters; SGD for the rest), adam, adamw
     learning_rate: float = 0.05     # peak learning rate
     momentum: float = 0.9
+    muon_lr: float = 0.24           # muon: conv filters' peak step (per step, not per image: the update is
+                                    # orthogonalised, its size independent of the batch and the gradient)
+    muon_momentum: float = 0.6      # muon: conv filters' Nesterov momentum
     weight_decay: float = 5e-4      # L2 on conv/linear weights, not on BN or biases
     label_smoothing: float = 0.0    # fraction of target mass spread over all classes
-    schedule: str = "onecycle"      # onecycle, triangular, cosine, constant (see optim.schedule_factor)
+    schedule: str = "onecycle"      # onecycle, triangular, linear, cosine, constant (optim.schedule_factor)
     warmup_fraction: float = 0.2    # triangular: share of steps spent rising to the peak
     final_lr_fraction: float = 0.0  # triangular: learning rate at the last step, as a share of the peak
     bias_lr_scale: float = 1.0      # biases and BN shifts learn this many times faster (decay / same)
