@@ -111,3 +111,38 @@ def test_a_time_budget_probes_and_fits_epochs_on_the_typed_plan() -> None:
     assert params > 0 and seconds > 1.0 and fitted.training.epochs == 1  # one epoch is the least it can cut to
     assert notes == ["epochs -> 1 to fit the time budget"]
     assert fitted.reasons["epochs"].startswith("cut to fit max_training_time 1s")
+
+
+def test_a_config_naming_muon_plans_airbench94_muons_recipe_with_micro_batches_on_a_cpu() -> None:
+    from mlestar.config import build_config
+    from mlestar.stages.s3_action_planning import base_plan
+
+    plan, _ = base_plan(build_config({"training": {"optimizer": "muon"}}), *airbench_inputs(flip_safe=True))
+    t = plan.training
+    assert (t.optimizer, t.schedule, t.batch_size, t.micro_batch_size, t.lookahead_every) == (
+        "muon", "linear", 2000, 250, 0)
+    assert (t.muon_lr, t.muon_momentum, t.momentum) == (0.24, 0.6, 0.85)
+    assert t.learning_rate == pytest.approx(airbench_settings(2000, optimizer="muon")["learning_rate"])
+    assert plan.reasons["optimizer"] == "set in the config" and plan.reasons["schedule"] == "airbench recipe"
+    spec = spec_from_plan(t)
+    assert (spec.optimizer, spec.micro_batch_size, spec.muon_lr) == ("muon", 250, 0.24)
+    own, _ = base_plan(build_config({"training": {"optimizer": "muon", "micro_batch_size": 500}}),
+                       *airbench_inputs(flip_safe=True))
+    assert own.training.micro_batch_size == 500 and own.reasons["micro_batch_size"] == "set in the config"
+
+
+def test_sgd_plans_keep_airbench94s_recipe_and_no_micro_batches() -> None:
+    from mlestar.config import build_config
+    from mlestar.stages.s3_action_planning import base_plan
+
+    for training in ({}, {"optimizer": "adamw"}):
+        plan, _ = base_plan(build_config({"training": training}), *airbench_inputs(flip_safe=True))
+        assert plan.training.schedule == "triangular" and plan.training.micro_batch_size is None
+        assert "micro_batch_size" not in plan.training.to_json()  # plan.json keeps its format
+
+
+@pytest.mark.parametrize("batch, steps", [(32, LOOP_STEPS), (256, LOOP_STEPS), (512, 3), (1024, 2), (2000, 2)])
+def test_large_batches_are_probed_over_fewer_steps_of_about_the_same_images(batch: int, steps: int) -> None:
+    from mlestar.training.probe import loop_steps
+
+    assert loop_steps(batch) == steps

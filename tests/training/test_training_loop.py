@@ -106,3 +106,37 @@ def test_non_finite_loss_stops_training_with_a_hint(digits_tensors: tuple) -> No
         fit(model(), train, val, TrainSpec(epochs=2, batch_size=64, learning_rate=1e9, momentum=0.9),
             tensorboard=False)
     assert "learning_rate" in (info.value.hint or "")
+
+
+@pytest.mark.parametrize("n, micro, sizes", [(2000, 250, [250] * 8), (512, 250, [171, 170, 171]),
+                                             (100, None, [100]), (100, 500, [100])])
+def test_micro_batches_split_evenly_and_cover_the_batch(n: int, micro: int | None, sizes: list[int]) -> None:
+    from mlestar.training.loop import micro_batches
+
+    parts = micro_batches(n, micro)
+    assert [p.stop - p.start for p in parts] == sizes
+    assert parts[0].start == 0 and parts[-1].stop == n and all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+
+
+def test_gradient_accumulation_takes_the_same_steps_as_the_whole_batch() -> None:
+    """Without batch norm, parts of a batch sum to the whole batch's mean gradient: the same weights after."""
+    from dataclasses import replace
+
+    from mlestar.training.loop import Trainer
+
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 1, 4, 4), torch.randint(0, 3, (96,))
+    spec = TrainSpec(epochs=2, batch_size=48, learning_rate=0.1, momentum=0.9, seed=3)
+    weights = []
+    for micro in (None, 16, 20):
+        torch.manual_seed(1)
+        model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+        trainer = Trainer(model, (x, y), replace(spec, micro_batch_size=micro))
+        loss, _ = trainer.train_epoch(1)
+        weights.append((model[1].weight.detach().clone(), loss))
+    for w, loss in weights[1:]:
+        torch.testing.assert_close(w, weights[0][0], rtol=1e-5, atol=1e-6)
+        assert loss == pytest.approx(weights[0][1], rel=1e-5)
+    torch.manual_seed(1)
+    initial = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))[1].weight
+    assert (weights[0][0] - initial).abs().max() > 1e-3  # it did train

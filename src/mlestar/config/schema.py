@@ -235,7 +235,11 @@ class TrainingConfig(Section):
     width: int | None = Field(None, ge=4, le=1024, description="base channel width; None: the model's default")
     epochs: int = Field(8, ge=1, le=1000)
     batch_size: int = Field(64, ge=1, le=65536)
-    optimizer: OptimizerName = "sgd"
+    micro_batch_size: int | None = Field(None, ge=1, le=65536, description="images per forward/backward pass, "
+                                         "gradients summed over each step's parts; None: the recipe's (the "
+                                         "muon recipe on a CPU: 250), else the whole batch")
+    optimizer: OptimizerName = Field("sgd", description="sgd: airbench94's recipe on airbench nets; muon: "
+                                                        "airbench94_muon's (Muon on conv filters)")
     learning_rate: float = Field(0.05, gt=0, le=10)
     momentum: float = Field(0.9, ge=0, lt=1)
     weight_decay: float = Field(5e-4, ge=0, le=1)

@@ -105,23 +105,24 @@ def probe_candidate(name: str, record: dict[str, Any], spec: dict[str, Any], con
 
     from mlestar.models import model_info
     from mlestar.training.plan import build_model, spec_from_plan
-    from mlestar.training.probe import LOOP_SECONDS, LOOP_STEPS, loop_throughput
+    from mlestar.training.probe import LOOP_SECONDS, loop_steps, loop_throughput
     from mlestar.training.probe_cache import cached_measurement
-    from mlestar.training.recipes import airbench_settings
+    from mlestar.training.recipes import airbench_settings, recipe_optimizer
 
     height, _, channels = record["image_shape"]
     t = config.training
     if t.num_threads:  # time the threads training will use, also in a resumed process stage 2 did not set up
         torch.set_num_threads(t.num_threads)
     settings = airbench_settings(t.batch_size if "batch_size" in t.model_fields_set else None,
-                                 device=spec["probe"]["device"])
+                                 device=spec["probe"]["device"],
+                                 optimizer=recipe_optimizer(t.optimizer, "optimizer" in t.model_fields_set))
     candidate = TrainingPlan(**settings, model=name, recipe="airbench", width=t.width or model_info(name).default_width,
                              image_size=height, in_channels=channels, num_classes=len(record["class_names"]),
                              flip_safe=True, class_weighting="none", precision=spec["probe"]["precision"],
                              device=spec["probe"]["device"], seed=0)
     shape = (channels, height, height)
     setup = {"method": "loop_throughput", "plan": candidate.to_json(), "shape": list(shape),
-             "loop_steps": LOOP_STEPS, "loop_seconds": LOOP_SECONDS}
+             "loop_steps": loop_steps(candidate.batch_size), "loop_seconds": LOOP_SECONDS}
     return cached_measurement(setup, candidate.device, lambda: loop_throughput(
         build_model(candidate), shape, candidate.num_classes, spec_from_plan(candidate),
         device=torch.device(candidate.device)))
@@ -143,7 +144,7 @@ def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any
               ) -> tuple[ReasonedPlan, dict[str, Any]]:
     """Every training setting chosen from config, recipe, recommendations and probes, before remedies."""
     from mlestar.models import model_info
-    from mlestar.training.recipes import airbench_settings, recipe_for
+    from mlestar.training.recipes import airbench_settings, recipe_for, recipe_optimizer
 
     t = config.training
     plan = PlanDraft()
@@ -153,8 +154,9 @@ def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any
     plan.set("recipe", recipe, "the recipe this model family is tuned with")
     plan.set("width", t.width or model_info(model).default_width, "set in the config" if t.width else "model default")
     given = t.model_fields_set
-    defaults = airbench_settings(t.batch_size if "batch_size" in given else None,
-                                 device=spec["probe"]["device"]) if recipe == "airbench" else {}
+    defaults = airbench_settings(t.batch_size if "batch_size" in given else None, device=spec["probe"]["device"],
+                                 optimizer=recipe_optimizer(t.optimizer, "optimizer" in given)
+                                 ) if recipe == "airbench" else {}
     for key in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay",
                 "label_smoothing", "schedule"):
         from_recipe = key in defaults and key not in given
@@ -163,6 +165,8 @@ def base_plan(config: MlestarConfig, record: dict[str, Any], recs: dict[str, Any
     for key, value in defaults.items():
         if key not in plan.values and key not in ("augmentation", "translate_pad"):
             plan.set(key, value, f"{recipe} recipe")
+    if "micro_batch_size" in given:
+        plan.set("micro_batch_size", t.micro_batch_size, "set in the config")
     _augmentation(plan, t.augmentation, recs["augmentation"], defaults)
     _rest(plan, config, record, recs, spec)
     return _fit_epochs(plan.freeze(), config, probes, record, given), probes

@@ -229,13 +229,16 @@ class Trainer:
 def micro_batches(n: int, micro: int | None) -> list[slice]:
     """Slices of a batch of ``n`` that run forward and backward one at a time (``micro``: None, all at once).
 
+    As many parts as ``micro`` needs, their sizes within one of each other.
+
     Gradient accumulation: one optimizer step over the whole batch, with each
     forward pass on a part. On a CPU the activations of a smaller part stay in
     cache (a 2,000-image batch in parts of 250 trains faster per image,
     docs/benchmarks.md); batch norm then normalises over each part.
     """
-    step = micro if micro and micro < n else n
-    return [slice(start, start + step) for start in range(0, n, step)]
+    parts = math.ceil(n / micro) if micro else 1
+    edges = [round(i * n / parts) for i in range(parts + 1)]  # even parts: no 12-image tail for batch norm
+    return [slice(a, b) for a, b in zip(edges, edges[1:])]
 
 
 @dataclass(frozen=True)

@@ -98,8 +98,8 @@ class TrainingPlan(BaseModel):
 
     # Absent from plan.json when None (only the airbench recipe and balanced weighting set them).
     OMITTED_WHEN_NONE: ClassVar[frozenset[str]] = frozenset({
-        "micro_batch_size", "bias_lr_scale", "muon_lr", "muon_momentum", "warmup_fraction", "final_lr_fraction", "alternating_flip", "lookahead_every",
-        "lookahead_alpha", "whiten_init", "whiten_bias_epochs", "channels_last", "class_weights"})
+        "micro_batch_size", "bias_lr_scale", "muon_lr", "muon_momentum", "warmup_fraction", "final_lr_fraction",
+        "alternating_flip", "lookahead_every", "lookahead_alpha", "whiten_init", "whiten_bias_epochs", "channels_last", "class_weights"})
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

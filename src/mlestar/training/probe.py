@@ -6,6 +6,7 @@ Used by stage 2 (the reference model: is the task feasible?) and stage 3
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import replace
@@ -20,7 +21,8 @@ from mlestar.training.spec import TrainSpec
 
 MIN_STEPS = 4        # oneDNN and the allocator warm up over the first steps; only later ones count
 MIN_SECONDS = 1.0
-LOOP_STEPS = 6       # steps per timed pass of the real loop
+LOOP_STEPS = 6       # steps per timed pass of the real loop (at batches up to LOOP_BATCH; fewer above)
+LOOP_BATCH = 256
 LOOP_SECONDS = 4.0   # keep timing passes until this much has been measured (noise on a shared machine)
 
 
@@ -54,6 +56,13 @@ def train_throughput(model: nn.Module, shape: tuple[int, int, int], num_classes:
             "batch_size": batch_size, "precision": precision, "channels_last": channels_last}
 
 
+def loop_steps(batch_size: int) -> int:
+    """Steps per timed pass: ``LOOP_STEPS``, or for batches over ``LOOP_BATCH`` as many as hold about as
+    many images (at least 2): a 2,000-image batch times 2 steps, not 6 (12,000 images, 30-60 s a pass on a
+    2-core CPU)."""
+    return LOOP_STEPS if batch_size <= LOOP_BATCH else max(2, math.ceil(LOOP_STEPS * LOOP_BATCH / batch_size))
+
+
 def loop_throughput(model: nn.Module, shape: tuple[int, int, int], num_classes: int, spec: TrainSpec, *,
                     device: torch.device, min_seconds: float = LOOP_SECONDS) -> dict[str, Any]:
     """Images per second of :func:`~mlestar.training.loop.fit`'s own epoch loop on random data.
@@ -61,13 +70,14 @@ def loop_throughput(model: nn.Module, shape: tuple[int, int, int], num_classes: 
     Unlike :func:`train_throughput` this times everything a training step
     costs in the planned recipe: batch gathering, augmentation, the optimizer
     with its groups, the schedule, lookahead, the loss bookkeeping. Passes of
-    ``LOOP_STEPS`` steps run after one untimed warm-up pass until
+    :func:`loop_steps` steps run after one untimed warm-up pass until
     ``min_seconds`` are measured; the median pass counts. A planner using
     the plain step time alone underestimated a CIFAR-10 epoch by 23%.
     """
     from mlestar.training.loop import Trainer, prepare_model
 
-    n = spec.batch_size * LOOP_STEPS
+    steps = loop_steps(spec.batch_size)
+    n = spec.batch_size * steps
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(n, *shape, generator=generator).to(device)
     y = torch.randint(0, num_classes, (n,), generator=generator).to(device)
@@ -80,6 +90,6 @@ def loop_throughput(model: nn.Module, shape: tuple[int, int, int], num_classes: 
         start = time.perf_counter()
         trainer.train_epoch(len(passes) + 2)
         passes.append(time.perf_counter() - start)
-    return {"images_per_second": n / statistics.median(passes), "steps": LOOP_STEPS * (len(passes) + 1),
+    return {"images_per_second": n / statistics.median(passes), "steps": steps * (len(passes) + 1),
             "batch_size": spec.batch_size, "precision": spec.precision, "channels_last": spec.channels_last,
             "method": "fit's epoch loop on random data"}

@@ -87,6 +87,14 @@ def airbench_settings(batch_size: int | None = None, *, device: str = "cuda", op
     return settings
 
 
+def recipe_optimizer(config_optimizer: str, given: bool) -> str:
+    """Which airbench variant a config asks for: muon when it names muon, else airbench94's sgd.
+
+    Another optimizer named in the config (adam, adamw) keeps airbench94's settings, as before.
+    """
+    return config_optimizer if given and config_optimizer in RECIPE_OPTIMIZERS else "sgd"
+
+
 def recipe_for(model: str) -> RecipeName:
     """The recipe a registered model trains with."""
     return "airbench" if model in AIRBENCH_MODELS else "plain"
