@@ -217,6 +217,44 @@ def epochs_for(seconds: float, per_epoch: float) -> int:
     return max(1, int(seconds / per_epoch))
 
 
+HOST_PROBE_SECONDS = 3.0  # reference workload before and after each row
+DRIFT_LIMIT = 1.10        # host pace spread beyond which time ratios are flagged
+
+
+def host_speed(device: torch.device, precision: str, seconds: float = HOST_PROBE_SECONDS) -> float:
+    """Steps/s of a fixed conv forward+backward (256 channels, 8x8, 64 images) at ``precision``: the host's pace.
+
+    A shared CPU's speed drifts (this session's 2-core host ran the same step 2.4x faster at one hour
+    than at another): rows timed minutes apart compare fairly only when this stays level across them.
+    """
+    generator = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device)
+    x = torch.randn(64, 256, 8, 8, generator=generator).to(device).requires_grad_(True)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else None
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < 5 or time.perf_counter() - began < seconds:
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            conv(x).float().square().mean().backward()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return 1 / statistics.median(times[2:])
+
+
+def with_host(row_fn: Any, device: torch.device, precision: str) -> dict[str, Any]:
+    """``row_fn()``'s row with the host's pace just before and after it (``host_before``, ``host_after``)."""
+    before = host_speed(device, precision)
+    row = row_fn()
+    return {**row, "host_before": before, "host_after": host_speed(device, precision)}
+
+
+def host_drift(rows: list[dict[str, Any]]) -> float:
+    """Fastest over slowest host pace measured around the rows (1.0: level; rows without a pace: 1.0)."""
+    paces = [r[k] for r in rows for k in ("host_before", "host_after") if k in r]
+    return max(paces) / min(paces) if paces else 1.0
+
+
 def seed_rows(seed: int, data: Any, test: Any, args: argparse.Namespace, precision: str,
               shims: list[str]) -> list[dict[str, Any]]:
     """airbench94, mlestar at the same epochs, then mlestar at each time share of airbench94's seconds.
@@ -224,30 +262,41 @@ def seed_rows(seed: int, data: Any, test: Any, args: argparse.Namespace, precisi
     With ``args.mlestar_epochs``: airbench94, then mlestar at each of those epoch counts instead (a recipe
     whose epochs are known, such as airbench94_muon's 8; the rows report their measured time ratio).
     """
-    anchor = airbench_row(seed, test[0].device, args.epochs, shims, precision=args.anchor_precision)
+    device = test[0].device
+    anchor = with_host(lambda: airbench_row(seed, device, args.epochs, shims, precision=args.anchor_precision),
+                       device, precision)
     _print(anchor, anchor)
     rows = [anchor]
-    for epochs in args.mlestar_epochs:
-        rows.append(row := mlestar_row(f"mlestar, {epochs} epochs", data, test, args, seed, epochs, precision))
+
+    def ours(label: str, epochs: int) -> dict[str, Any]:
+        row = with_host(lambda: mlestar_row(label, data, test, args, seed, epochs, precision), device, precision)
         _print(row, anchor)
+        rows.append(row)
+        return row
+
+    for epochs in args.mlestar_epochs:
+        ours(f"mlestar, {epochs} epochs", epochs)
     if args.mlestar_epochs:
         return rows
-    same = mlestar_row("mlestar, same epochs", data, test, args, seed, round(args.epochs), precision)
-    _print(same, anchor)
-    rows.append(same)
+    same = ours("mlestar, same epochs", round(args.epochs))
     per_epoch = same["seconds"] / same["epochs"]
     for share in args.time_shares:
-        epochs = epochs_for(share * anchor["seconds"], per_epoch)
-        row = mlestar_row(f"mlestar, {share:g}x time", data, test, args, seed, epochs, precision)
-        rows.append(row)
-        _print(row, anchor)
+        ours(f"mlestar, {share:g}x time", epochs_for(share * anchor["seconds"], per_epoch))
     return rows
 
 
 def _print(row: dict[str, Any], anchor: dict[str, Any]) -> None:
     print(f"  seed {row['seed']} {row['row']:24s} {row['epochs']:>5} epochs  {row['seconds']:8.1f} s "
           f"({row['seconds'] / anchor['seconds']:.2f}x; {row['images'] / row['seconds']:.0f} img/s)  test {row['plain']:.4f} plain, {row['tta']:.4f} TTA "
-          f"({(row['tta'] - anchor['tta']) * 100:+.2f} points TTA)", flush=True)
+          f"({(row['tta'] - anchor['tta']) * 100:+.2f} points TTA){_pace(row, anchor)}", flush=True)
+
+
+def _pace(row: dict[str, Any], anchor: dict[str, Any]) -> str:
+    """The host's pace around ``row`` against the pace around ``anchor`` (blank when not measured)."""
+    if "host_before" not in row or "host_before" not in anchor:
+        return ""
+    base = (anchor["host_before"] + anchor["host_after"]) / 2
+    return f"; host pace {row['host_before'] / base:.2f}x -> {row['host_after'] / base:.2f}x the anchor's"
 
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -346,9 +395,13 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f"{s['row']:24s} {s['seeds']} seed(s), epochs {s['epochs']}: {s['seconds']:.1f} s "
               f"({s['time_ratio']:.2f}x), test {s['plain']:.4f} plain, TTA {s['tta']:.4f} ± {s['tta_sd']:.4f} "
               f"({s['tta_gain_points']:+.2f} points)")
+    drift = host_drift(rows)
+    print(f"host pace (reference conv step before and after each row): fastest / slowest = {drift:.2f}"
+          + (f"; over {DRIFT_LIMIT:.2f} the time ratios above carry that error: rerun on a quieter machine"
+             if drift > DRIFT_LIMIT else ""))
     if args.json:
         args.json.write_text(json.dumps({"machine": machine(device), "shims": shims, "rows": rows,
-                                         "summary": summary}, indent=2))
+                                         "summary": summary, "host_drift": drift}, indent=2))
     return summary
 
 

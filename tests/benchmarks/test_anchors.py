@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 import os
 from pathlib import Path
 
@@ -136,3 +137,20 @@ def test_under_the_bf16_shim_every_forward_sees_the_weights_as_they_are_now(anch
     expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
     assert not torch.allclose(after.float(), before.float())
     assert torch.allclose(after.float(), expected, rtol=2e-2, atol=5e-2)
+
+
+def test_each_row_is_bracketed_by_the_hosts_pace_and_drift_is_flagged(anchors) -> None:
+    cpu = torch.device("cpu")
+    pace = anchors.host_speed(cpu, "fp32", seconds=0.1)
+    assert math.isfinite(pace) and pace > 0
+    calls = []
+    row = anchors.with_host(lambda: calls.append("row") or {"row": "x", "seconds": 1.0}, cpu, "fp32")
+    assert calls == ["row"] and row["row"] == "x" and row["host_before"] > 0 and row["host_after"] > 0
+    level = [{"host_before": 10.0, "host_after": 10.5}, {"host_before": 10.2, "host_after": 9.8}]
+    assert anchors.host_drift(level) == pytest.approx(10.5 / 9.8) and anchors.host_drift(level) < anchors.DRIFT_LIMIT
+    drifting = level + [{"host_before": 20.0, "host_after": 24.0}]
+    assert anchors.host_drift(drifting) == pytest.approx(24.0 / 9.8)
+    assert anchors.host_drift([{"row": "old json, no pace"}]) == 1.0
+    anchor = {"host_before": 10.0, "host_after": 10.0}
+    assert anchors._pace({"host_before": 5.0, "host_after": 20.0}, anchor) == (
+        "; host pace 0.50x -> 2.00x the anchor's")
