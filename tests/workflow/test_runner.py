@@ -106,3 +106,41 @@ def test_from_forces_later_stages(run_copy: tuple[Path, str]) -> None:
     state = run_workflow(tiny_config(runs_dir), RunOptions(runs_dir=runs_dir, from_stage="refinement"))
     assert statuses(state)["evaluation"] == "skipped"
     assert statuses(state)["refinement"] == "passed" and statuses(state)["deployment"] == "passed"
+
+
+def test_stage_one_keeps_its_cache_key_when_the_data_moves_and_loses_it_when_the_data_changes(
+        tmp_path: Path) -> None:
+    """The key holds the data's content hash, not where it lies: a moved project keeps its cache hits."""
+    from tiny_workflow import tiny_table_config
+
+    from mlestar.workflow.runner import RunOptions, Runner
+    from mlestar.workflow.stage import create_stage
+
+    rows = "x,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40))
+    keys = []
+    for folder, text in (("a", rows), ("b", rows), ("c", rows + "41,1\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "t.csv").write_text(text)
+        loaded = tiny_table_config(tmp_path / "runs", data={"source": "table", "dataset": None,
+                                                            "path": str(tmp_path / folder / "t.csv"), "target": "y"})
+        runner = Runner(loaded, RunOptions(runs_dir=tmp_path / "runs"))
+        keys.append(runner._fingerprint(create_stage("situation_analysis", "tables")))
+    assert keys[0] == keys[1] != keys[2]
+
+
+def test_only_the_data_locations_leave_a_key_and_only_where_the_content_is_keyed() -> None:
+    from mlestar.stages.common import DATASET_REF
+    from mlestar.stages.tables.common import DATASET_REF as TABLE_DATASET_REF
+    from mlestar.workflow.runner import DATASET_RECORD, without_locations
+    from mlestar.workflow.stage import STAGE_ORDER, stage_class
+
+    config = {"data": {"source": "imagefolder", "path": "/x/a.tgz", "cache_dir": "/c", "image_size": 32},
+              "seed": 0}
+    assert without_locations(config) == {"data": {"source": "imagefolder", "image_size": 32}, "seed": 0}
+    assert without_locations({"seed": 0}) == {"seed": 0}
+    assert DATASET_RECORD == DATASET_REF == TABLE_DATASET_REF
+    for domain in ("images", "tables"):  # every stage that reads data settings is keyed on the content
+        for name in STAGE_ORDER:
+            cls = stage_class(name, domain)
+            if "data" in cls.config_paths:
+                assert cls.uses_data_fingerprint or DATASET_RECORD in cls.inputs, (domain, name)

@@ -86,6 +86,22 @@ def preflight(loaded: LoadedConfig) -> None:
     check_source(loaded.config.data)
 
 
+DATA_LOCATIONS = ("path", "cache_dir")  # where the data and its decoded cache live, not what they hold
+DATASET_RECORD = "situation_analysis/dataset.json"  # stage 1's record of the data; it holds the content hash
+
+
+def without_locations(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with ``data``'s location keys dropped: for a key that already holds the data's content hash.
+
+    A project moved to another folder, or data copied elsewhere, keeps its cache hits; changed content
+    still misses, through the data fingerprint.
+    """
+    data = config.get("data")
+    if not isinstance(data, dict):
+        return config
+    return {**config, "data": {k: v for k, v in data.items() if k not in DATA_LOCATIONS}}
+
+
 class Runner:
     """Executes one run. Create, then call :meth:`execute` once.
 
@@ -335,6 +351,8 @@ class Runner:
             parts["adjustments"] = [a["remedy"] for a in self.state.data["adjustments"]]
         if stage.uses_data_fingerprint:
             parts["data"] = data_fingerprint(self.config.data)
+        if stage.uses_data_fingerprint or DATASET_RECORD in stage.inputs:  # keyed on the content already
+            parts["config"] = without_locations(parts["config"])
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[%s] key parts: code %s, config %s, inputs %s%s", stage_folder(stage.name),
                       parts["code"][:12], sha256_json(parts["config"])[:12],
