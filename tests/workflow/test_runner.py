@@ -144,3 +144,19 @@ def test_only_the_data_locations_leave_a_key_and_only_where_the_content_is_keyed
             cls = stage_class(name, domain)
             if "data" in cls.config_paths:
                 assert cls.uses_data_fingerprint or DATASET_RECORD in cls.inputs, (domain, name)
+
+
+def test_a_reused_stage_whose_gate_fails_counts_as_an_attempt(tmp_path: Path) -> None:
+    """Run 2 reuses run 1's stage 4; its gate fails on that result: attempt 1, archived as such, then 2."""
+    from tiny_workflow import run_tiny
+
+    runs = tmp_path / "runs"
+    first = run_tiny(runs, refinement={"enabled": False})
+    assert first.status == "passed" and first.stage("implementation")["attempts"] == 1
+    gate = {"metric": "epochs_completed", "op": ">=", "threshold": 1000, "on_fail": {"max_attempts": 2}}
+    second = run_tiny(runs, refinement={"enabled": False}, gates=[gate])
+    entry = second.stage("implementation")
+    assert second.status == "failed" and entry["attempts"] == 2  # reused (attempt 1), re-executed (attempt 2)
+    attempts = sorted(p.name for p in (runs / second.run_id / "_attempts").iterdir())
+    assert "04_implementation-attempt1" in attempts and not [a for a in attempts if a.endswith("-attempt0")]
+    assert [g["attempt"] for g in second.data["gates"] if g["metric"] == "epochs_completed"] == [1, 2]

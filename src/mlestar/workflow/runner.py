@@ -378,13 +378,17 @@ class Runner:
     def _reuse(self, stage: Stage, fingerprint: str, hit: CacheHit) -> None:
         out_dir = self.run_dir / stage_folder(stage.name)
         entry = self.state.stage(stage.name)
-        if entry["status"] in (StageStatus.RUNNING.value, StageStatus.INTERRUPTED.value):
+        killed = entry["status"] in (StageStatus.RUNNING.value, StageStatus.INTERRUPTED.value)
+        if killed:
             shutil.rmtree(out_dir, ignore_errors=True)  # a killed copy or execution: replaced whole
         elif hit.record.run_id != self.run_id:
             _archive(out_dir, self.run_dir, entry["attempts"])
+        # A reused result is an attempt: its gates are checked, and a loop-back after it counts it.
+        # The attempt a kill interrupted is the one the reuse completes.
+        attempt = max(entry["attempts"], 1) if killed else entry["attempts"] + 1
         artifacts = materialize(hit, self.runs_dir, self.run_id)
         reason = f"inputs, config and code unchanged since run {hit.origin}; its files verified"
-        stage_run_id = self.lineage.start_stage(self.run_id, stage.name, entry["attempts"], fingerprint)
+        stage_run_id = self.lineage.start_stage(self.run_id, stage.name, attempt, fingerprint)
         self.lineage.complete_stage(stage_run_id, stage=stage.name, status="cached", metrics=hit.record.metrics,
                                     artifacts=artifacts, consumed=hit.consumed, reason=reason,
                                     cached_from=hit.origin)
@@ -394,7 +398,7 @@ class Runner:
                    or recorded_summary(self.runs_dir / hit.origin, stage.name, fingerprint))
         self.state.set_stage(stage.name, status=StageStatus.SKIPPED.value, cached_from=hit.origin, reason=reason,
                              metrics=hit.record.metrics, fingerprint=fingerprint, duration=0.0, error=None,
-                             summary=summary)
+                             summary=summary, attempts=attempt)
         self.audit.append("stage_skipped", stage=stage.name, reason=reason, fingerprint=fingerprint)
         self._sync_run()
         self.report(f"[{stage_folder(stage.name)}] skipped: {reason}")
