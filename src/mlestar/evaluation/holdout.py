@@ -41,8 +41,11 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
                      views: ViewForward | None = None) -> tuple[dict[str, Any], np.ndarray, np.ndarray | None]:
     """Classification metrics on the test split.
 
-    Returns ``(metrics, probabilities, tta_probabilities)``; the last is None
-    without test-time augmentation, and is reported apart from the plain numbers.
+    Returns ``(metrics, probabilities, tta_predictions)``; the last (a class per
+    test image) is None without test-time augmentation, and is reported apart
+    from the plain numbers. TTA yields predictions only: the temperature is
+    fitted on plain validation logits and would not calibrate averaged views,
+    and nothing served uses TTA, so no TTA probabilities are made.
     ``views``: computes TTA's extra views instead of ``model`` (the plain view,
     every metric and the probabilities always come from ``model``); then
     ``metrics["tta_views"]`` states its precision and how it agreed with
@@ -67,31 +70,30 @@ def evaluate_on_test(model: Any, dataset: Any, prep: Any, *, tta: str = "none", 
         model = model.to(memory_format=torch.channels_last)
     logits = evaluate_logits(model, x, channels_last=channels_last, on_batch=on_batch)
     probs = apply_temperature(logits.numpy(), temperature).astype(np.float32)
-    tta_probs, views_record = None, None
+    tta_predictions, views_record = None, None
     if tta != "none":
-        tta_probs, views_record = _tta(views or ViewForward(model, "fp32", channels_last), x, tta, logits,
-                                       temperature, on_batch, check=views is not None)
+        tta_predictions, views_record = _tta(views or ViewForward(model, "fp32", channels_last), x, tta, logits,
+                                             on_batch, check=views is not None)
     metrics = classification_metrics(dataset.test.labels, probs, list(dataset.class_names))
     if views_record is not None:
         metrics["tta_views"] = views_record
     uncalibrated = apply_temperature(logits.numpy(), 1.0).astype(np.float32)
     metrics["ece_uncalibrated"] = expected_calibration_error(uncalibrated, dataset.test.labels)[0]
     metrics["temperature"] = float(temperature)
-    return metrics, probs, tta_probs
+    return metrics, probs, tta_predictions
 
 
-def _tta(views: ViewForward, x: Any, kind: str, plain_logits: Any, temperature: float,
-         on_batch: Callable[[int], None] | None, *, check: bool) -> tuple[np.ndarray, dict[str, Any] | None]:
-    """TTA probabilities over ``x`` with ``views`` computing the extra views; with ``check``, its agreement too."""
-    from mlestar.evaluation.calibration import apply_temperature
+def _tta(views: ViewForward, x: Any, kind: str, plain_logits: Any, on_batch: Callable[[int], None] | None,
+         *, check: bool) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """TTA's class per image of ``x``, ``views`` computing the extra views; with ``check``, its agreement too."""
     from mlestar.training.tta import tta_logits
 
     combined = tta_logits(views.module, x, kind, precision=views.precision, channels_last=views.channels_last,
                           plain_logits=plain_logits, on_batch=on_batch)
-    probs = apply_temperature(combined.numpy(), temperature).astype(np.float32)
+    predictions = combined.argmax(1).numpy()
     if not check:
-        return probs, None
-    return probs, agreement(views, x[:AGREEMENT_IMAGES], plain_logits[:AGREEMENT_IMAGES])
+        return predictions, None
+    return predictions, agreement(views, x[:AGREEMENT_IMAGES], plain_logits[:AGREEMENT_IMAGES])
 
 
 def agreement(views: ViewForward, x: Any, reference: Any) -> dict[str, Any]:

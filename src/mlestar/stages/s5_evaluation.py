@@ -123,7 +123,7 @@ class Evaluation(Stage):
         channels_last = bool(plan.channels_last)
         calibration, forward = fit_calibration(model, dataset, prep, channels_last, ctx.config.evaluation.runtime)
         views, views_reason = tta_views(ctx.config.evaluation.tta_precision, plan.precision, model, channels_last)
-        metrics, probs, tta_probs = evaluate_on_test(forward.module, dataset, prep, tta=tta,
+        metrics, probs, tta_predictions = evaluate_on_test(forward.module, dataset, prep, tta=tta,
                                                      channels_last=forward.channels_last,
                                                      progress=lambda done, total: ctx.progress(TEST_PASS_LABEL,
                                                                                                done, total),
@@ -137,8 +137,8 @@ class Evaluation(Stage):
         steps.finish()
         edges = ctx.read_json(ANALYSIS_REF)["brightness_terciles"]
         extra = {"subsets": {"brightness": brightness_subsets(dataset, probs, edges)},
-                 "tta": None if tta_probs is None else
-                 {"kind": tta, "accuracy": float((tta_probs.argmax(1) == dataset.test.labels).mean()),
+                 "tta": None if tta_predictions is None else
+                 {"kind": tta, "accuracy": float((tta_predictions == dataset.test.labels).mean()),
                   "extra_views": {**metrics.pop("tta_views", {"precision": "fp32"}), "reason": views_reason}},
                  "mistakes": top_mistakes(dataset, probs, 20), "calibration": calibration,
                  "forward": forward.record()}
