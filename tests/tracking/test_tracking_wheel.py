@@ -103,3 +103,15 @@ def test_a_folder_without_its_wheel_is_rebuilt(monkeypatch: pytest.MonkeyPatch, 
 
     monkeypatch.setattr(wheel_module, "_pip_wheel", fake_build)
     assert mlestar_wheel() == folder / built.name
+
+
+def test_package_digest_is_the_source_digest_here_and_the_version_when_installed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    from mlestar.tracking import wheel
+
+    root = wheel.source_root()
+    assert root is not None and wheel.package_digest() == wheel.source_digest(root)  # tests run from the tree
+    monkeypatch.setattr(wheel, "source_root", lambda package=None: None)
+    assert wheel.package_digest() == f"mlestar=={importlib.metadata.version('mlestar')}"

@@ -160,3 +160,24 @@ def test_a_reused_stage_whose_gate_fails_counts_as_an_attempt(tmp_path: Path) ->
     attempts = sorted(p.name for p in (runs / second.run_id / "_attempts").iterdir())
     assert "04_implementation-attempt1" in attempts and not [a for a in attempts if a.endswith("-attempt0")]
     assert [g["attempt"] for g in second.data["gates"] if g["metric"] == "epochs_completed"] == [1, 2]
+
+
+@pytest.mark.parametrize("domain", ["images", "tables"])
+def test_only_stage_7_is_keyed_on_the_whole_package_it_ships(domain: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit anywhere in mlestar changes the wheel stage 7 bundles: a cached stage 7 must not keep the old one."""
+    from tiny_workflow import tiny_config, tiny_table_config
+
+    import mlestar.tracking.wheel as wheel
+    from mlestar.workflow.runner import RunOptions, Runner
+    from mlestar.workflow.stage import STAGE_ORDER, create_stage
+
+    loaded = (tiny_config if domain == "images" else tiny_table_config)(tmp_path / "runs")
+    runner = Runner(loaded, RunOptions(runs_dir=tmp_path / "runs"))
+    monkeypatch.setattr(Runner, "_input_hash", lambda self, stage, ref: "same inputs")
+    keys = []
+    for digest in ("source A", "source B"):
+        monkeypatch.setattr(wheel, "package_digest", lambda digest=digest: digest)
+        keys.append({name: runner._fingerprint(create_stage(name, domain)) for name in STAGE_ORDER})
+    changed = [name for name in STAGE_ORDER if keys[0][name] != keys[1][name]]
+    assert changed == ["deployment"]

@@ -143,6 +143,7 @@ class Deployment(Stage):
     config_paths = ("deployment", "task", "evaluation.runtime", "constraints.max_inference_latency", "project.name",
                     "project.description")
     inputs = (DATASET_REF, ANALYSIS_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
+    ships_package = True  # the bundle's wheel is all of mlestar: an edit anywhere rebuilds it
     outputs = ("deployment.json", "bundle/manifest.json", "bundle/model_card.md",
                *(f"bundle/{name}" for name in BUNDLE_EXTRAS))
     reads_test = True

@@ -83,6 +83,16 @@ def source_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
+def package_digest() -> str:
+    """What a bundle's mlestar is: the running source tree's :func:`source_digest`, else ``mlestar==<version>``.
+
+    Part of the cache key of a stage that ships mlestar (stage 7's wheel): an edit anywhere in the
+    package, not only in the modules that stage imports, makes it build a fresh bundle.
+    """
+    root = source_root()
+    return source_digest(root) if root is not None else f"mlestar=={importlib.metadata.version(_PACKAGE)}"
+
+
 def mlestar_wheel() -> Path | None:
     """The wheel of the running mlestar's source tree, built once per source digest; ``None`` without one.
 

@@ -351,6 +351,10 @@ class Runner:
             parts["adjustments"] = [a["remedy"] for a in self.state.data["adjustments"]]
         if stage.uses_data_fingerprint:
             parts["data"] = data_fingerprint(self.config.data)
+        if stage.ships_package:
+            from mlestar.tracking.wheel import package_digest
+
+            parts["package"] = package_digest()
         if stage.uses_data_fingerprint or DATASET_RECORD in stage.inputs:  # keyed on the content already
             parts["config"] = without_locations(parts["config"])
         if log.isEnabledFor(logging.DEBUG):

@@ -119,6 +119,8 @@ class Stage(ABC):
         outputs: exact paths of the files it must leave in its folder (no globs).
         uses_adjustments: True when remedies change what it does (the planner).
         uses_data_fingerprint: True when the raw data's fingerprint is part of its cache key.
+        ships_package: True when its outputs hold mlestar itself (a bundle's wheel): its cache key
+            then covers every source file of the package, not only the modules it imports.
         reads_test: True when the stage may see the test split; for every other stage
             ``ctx.dataset()`` has an empty test split, so no choice can depend on it.
         uses_torch: False when the stage never imports torch (the runner then skips seeding it).
@@ -134,6 +136,7 @@ class Stage(ABC):
     outputs: ClassVar[tuple[str, ...]] = ()
     uses_adjustments: ClassVar[bool] = False
     uses_data_fingerprint: ClassVar[bool] = False
+    ships_package: ClassVar[bool] = False
     reads_test: ClassVar[bool] = False
     uses_torch: ClassVar[bool] = True
 

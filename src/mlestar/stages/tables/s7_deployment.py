@@ -49,6 +49,7 @@ class TableDeployment(Stage):
     title = "Deployment preparation"
     config_paths = ("project.name", "project.description", "deployment", "task")
     inputs = (DATASET_REF, MODEL_REF, REFINEMENT_REF, EVAL_REF)
+    ships_package = True  # the bundle's wheel is all of mlestar: an edit anywhere rebuilds it
     # bundle/model.onnx is written too when the learner converts (not declared: a CatBoost or
     # HistGradientBoosting model is served from model.joblib without it).
     outputs = (f"{BUNDLE}/model.joblib", f"{BUNDLE}/schema.json", f"{BUNDLE}/metadata.json",
