@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=70.1"
 	# torch first, by plain pip: it resolves to the machine's local wheel where one is provided.
 	$(BIN)/python -m pip install --quiet "torch>=2.4" "torchvision>=0.19"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[images,dev]"
 	touch $(STAMP)
 
 setup: $(STAMP)

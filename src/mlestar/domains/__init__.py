@@ -12,10 +12,26 @@ domain never loads the other's libraries.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
 from mlestar.errors import MlestarError
+
+
+IMAGE_PACKAGES = ("torch", "torchvision")  # mlestar[images]: tables train and serve without them
+
+
+def require_images_extra() -> None:
+    """Refuse image work where PyTorch is not installed, naming the extra that brings it.
+
+    Raises:
+        MlestarError: ``torch`` or ``torchvision`` cannot be imported.
+    """
+    missing = [name for name in IMAGE_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MlestarError(f"image data needs {' and '.join(missing)}, which this environment lacks",
+                           hint="pip install 'mlestar[images]' (tables need neither)")
 
 
 def preflight(data: Any) -> None:
@@ -25,6 +41,7 @@ def preflight(data: Any) -> None:
         MlestarError: unknown source, missing path, or a file its fingerprint cannot read.
     """
     if data.domain == "images":
+        require_images_extra()
         from mlestar.data.sources import create_source
 
         create_source(data.source)  # raises with the registered names when the source is unknown

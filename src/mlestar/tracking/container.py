@@ -7,8 +7,9 @@ Both domains' bundles carry the same recipe, written by stage 7:
   ``==`` for packages the model's answers depend on (torch, onnxruntime, numpy, scikit-learn, the
   learner), ``>=`` for the web server, whose exact version does not change a prediction.
   ``pip install -r requirements.txt`` from the bundle folder needs nothing else but a package index:
-  the wheel's own dependencies (mlestar's ``pyproject.toml``, torch included, even for a table bundle)
-  are installed with it, the pins above fixing the versions of those that matter.
+  the wheel's own dependencies (mlestar's ``pyproject.toml``, without torch: that is the ``images``
+  extra, and an image bundle pins torch itself) are installed with it, the pins above fixing the
+  versions of those that matter. A table bundle's image therefore holds no PyTorch.
 - ``Dockerfile``: a slim Python image of the writer's Python version, the requirements installed
   (torch from PyTorch's CPU-only index), a non-root user, and ``mlestar serve .`` on ``0.0.0.0``.
 """

@@ -155,3 +155,31 @@ def test_serve_dispatches_a_table_bundle_to_the_table_app(served: Any, monkeypat
     assert app.title == "mlestar table model" and app.state.bundle.runtime == "onnx"
     response = TestClient(app).post("/predict", json={"row": {**_rows(served, 1)[0], "color": "Q"}})
     assert response.status_code == 200  # --allow-unknown-categories reached the app
+
+
+TORCHLESS = """
+import json, sys
+for name in ("torch", "torchvision"):
+    sys.modules[name] = None  # `import torch` now fails, as where mlestar is installed without [images]
+from fastapi.testclient import TestClient
+from mlestar.domains.tables.serve import create_table_app
+bundle, rows = sys.argv[1], json.loads(sys.argv[2])
+answer = TestClient(create_table_app(bundle)).post("/predict", json={"rows": rows})
+print(json.dumps({"status": answer.status_code, "predictions": answer.json()["predictions"],
+                  "torch_loaded": any(m.split(".")[0] in ("torch", "torchvision") and sys.modules[m] is not None
+                                      for m in sys.modules)}))
+"""
+
+
+def test_a_table_bundle_serves_where_pytorch_is_not_installed(served: Any, client: TestClient) -> None:
+    """mlestar's base install has no torch (it is the images extra): a table bundle's server never needs it."""
+    import subprocess
+    import sys
+
+    rows = _rows(served, 4)
+    done = subprocess.run([sys.executable, "-c", TORCHLESS, str(served[2]), json.dumps(rows)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["status"] == 200 and not out["torch_loaded"]
+    assert out["predictions"] == client.post("/predict", json={"rows": rows}).json()["predictions"]
