@@ -1,14 +1,12 @@
-"""Muon (training/muon.py) and the airbench94_muon recipe: the update's invariants, the groups, exact resume."""
+"""Muon (training/muon.py) and the airbench94_muon recipe: the update's invariants and the groups.
 
-from dataclasses import replace
-from pathlib import Path
+Its exact resume is in test_training_recipe.py, with airbench94's recipe."""
 
-import numpy as np
 import pytest
 import torch
 
 from mlestar.models import create_model
-from mlestar.training import TrainSpec, fit
+from mlestar.training import TrainSpec
 from mlestar.training.muon import Muon, orthogonalize
 from mlestar.training.optim import make_optimizer, make_scheduler, param_groups
 from mlestar.training.recipes import AIRBENCH_MUON, MUON_HEAD_LR_PER_IMAGE, airbench_settings
@@ -106,38 +104,3 @@ def test_muon_recipe_translates_airbench94_muons_rates() -> None:
     assert s["learning_rate"] * s["weight_decay"] == pytest.approx(2e-6 * 2000)  # per-step shrink
     assert airbench_settings(500, optimizer="muon")["learning_rate"] == pytest.approx(500 * MUON_HEAD_LR_PER_IMAGE)
     assert airbench_settings(None, device="cpu", optimizer="muon")["batch_size"] == AIRBENCH_MUON["cpu_batch_size"]
-
-
-@pytest.fixture(scope="module")
-def blobs() -> tuple:
-    """Three classes of 16x16 colour images separated by their mean colour."""
-    rng = np.random.default_rng(0)
-    labels = np.repeat(np.arange(3), 40)
-    x = rng.normal(0, 1, (120, 3, 16, 16)).astype(np.float32)
-    x[np.arange(120), labels] += 1.5
-    tx, ty = torch.from_numpy(x), torch.from_numpy(labels)
-    return (tx[:96], ty[:96]), (tx[96:], ty[96:])
-
-
-MUON = replace(TrainSpec(**{k: v for k, v in airbench_settings(16, optimizer="muon").items()
-                            if k in TrainSpec.__dataclass_fields__}), epochs=3, whiten_bias_epochs=1, seed=5)
-
-
-def test_muon_recipe_learns_and_resumes_to_identical_weights(blobs: tuple, tmp_path: Path) -> None:
-    train, val = blobs
-    straight = fit(airbench_xs(), train, val, MUON, tensorboard=False)
-    assert straight.history[-1]["val_accuracy"] > 0.6  # chance is 1/3
-
-    class Stop(Exception):
-        pass
-
-    def stop(epoch: int, row: dict) -> None:
-        if epoch == 1:
-            raise Stop
-
-    with pytest.raises(Stop):
-        fit(airbench_xs(), train, val, MUON, out_dir=tmp_path, on_epoch=stop, tensorboard=False)
-    resumed = fit(airbench_xs(), train, val, MUON, out_dir=tmp_path, resume=True, tensorboard=False)
-    assert resumed.resumed_from == 1
-    for key, value in straight.model.state_dict().items():
-        assert torch.equal(value, resumed.model.state_dict()[key]), key

@@ -1,5 +1,6 @@
 """The airbench recipe's pieces: schedules, parameter groups, lookahead, exact resume with all of them on."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -103,9 +104,16 @@ RECIPE = TrainSpec(epochs=3, batch_size=16, learning_rate=0.2, momentum=0.85, bi
                    channels_last=True, label_smoothing=0.2, seed=5)
 
 
-def test_recipe_learns_and_resumes_to_identical_weights(blobs: tuple, tmp_path: Path) -> None:
+# airbench94_muon's recipe on the same data: Muon on the filters, micro-batches, the linear schedule.
+MUON = replace(TrainSpec(**{k: v for k, v in airbench_settings(16, optimizer="muon").items()
+                            if k in TrainSpec.__dataclass_fields__}), epochs=3, whiten_bias_epochs=1,
+               micro_batch_size=8, seed=5)
+
+
+@pytest.mark.parametrize("recipe", [RECIPE, MUON], ids=["airbench94", "airbench94_muon"])
+def test_recipe_learns_and_resumes_to_identical_weights(blobs: tuple, tmp_path: Path, recipe: TrainSpec) -> None:
     train, val = blobs
-    straight = fit(airbench_xs(), train, val, RECIPE, tensorboard=False)
+    straight = fit(airbench_xs(), train, val, recipe, tensorboard=False)
     assert straight.history[-1]["val_accuracy"] > 0.6  # chance is 1/3
 
     class Stop(Exception):
@@ -116,8 +124,8 @@ def test_recipe_learns_and_resumes_to_identical_weights(blobs: tuple, tmp_path: 
             raise Stop
 
     with pytest.raises(Stop):
-        fit(airbench_xs(), train, val, RECIPE, out_dir=tmp_path, on_epoch=stop, tensorboard=False)
-    resumed = fit(airbench_xs(), train, val, RECIPE, out_dir=tmp_path, resume=True, tensorboard=False)
+        fit(airbench_xs(), train, val, recipe, out_dir=tmp_path, on_epoch=stop, tensorboard=False)
+    resumed = fit(airbench_xs(), train, val, recipe, out_dir=tmp_path, resume=True, tensorboard=False)
     assert resumed.resumed_from == 1
     for key, value in straight.model.state_dict().items():
         assert torch.equal(value, resumed.model.state_dict()[key]), key
