@@ -131,7 +131,8 @@ def test_stage_one_keeps_its_cache_key_when_the_data_moves_and_loses_it_when_the
 def test_only_the_data_locations_leave_a_key_and_only_where_the_content_is_keyed() -> None:
     from mlestar.stages.common import DATASET_REF
     from mlestar.stages.tables.common import DATASET_REF as TABLE_DATASET_REF
-    from mlestar.workflow.runner import DATASET_RECORD, without_locations
+    from mlestar.workflow.runner import without_locations
+    from mlestar.workflow.stage import DATASET_REF as DATASET_RECORD
     from mlestar.workflow.stage import STAGE_ORDER, stage_class
 
     config = {"data": {"source": "imagefolder", "path": "/x/a.tgz", "cache_dir": "/c", "image_size": 32},

@@ -6,9 +6,7 @@ from typing import Any
 
 from mlestar.data.dataset import ImageDataset, Preprocessing, differing_splits, split_hash
 from mlestar.errors import StageError
-from mlestar.workflow.stage import StageContext
-
-DATASET_REF = "situation_analysis/dataset.json"
+from mlestar.workflow.stage import DATASET_REF, StageContext
 
 
 def dataset_record(dataset: ImageDataset) -> dict[str, Any]:

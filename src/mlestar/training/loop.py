@@ -203,13 +203,14 @@ class Trainer:
             xb, yb = self.batch(idx, epoch), self.y[idx]
             self.opt.zero_grad(set_to_none=True)
             for part in micro_batches(len(idx), self.spec.micro_batch_size):
+                part_y = yb[part]
                 with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
                     logits = self.forward(xb[part])
-                    loss = self.loss_fn(logits.float(), yb[part])
+                    loss = self.loss_fn(logits.float(), part_y)
                 # Each part's mean loss weighted by its share: the gradients sum to the whole batch's mean.
-                self.scaler.scale(loss * (len(yb[part]) / len(idx))).backward()
-                total_loss += loss.detach() * len(yb[part])
-                correct += (logits.detach().argmax(1) == yb[part]).sum()
+                self.scaler.scale(loss * (len(part_y) / len(idx))).backward()
+                total_loss += loss.detach() * len(part_y)
+                correct += (logits.detach().argmax(1) == part_y).sum()
             self.scaler.step(self.opt)
             self.scaler.update()
             self.sched.step()

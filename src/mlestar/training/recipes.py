@@ -81,8 +81,9 @@ def airbench_settings(batch_size: int | None = None, *, device: str = "cuda", op
     settings = {k: v for k, v in recipe.items()
                 if k not in ("lr_per_image", "tta", "cpu_batch_size", "cpu_micro_batch_size")}
     settings["batch_size"] = batch_size or recipe["cpu_batch_size" if device == "cpu" else "batch_size"]
-    if device == "cpu" and recipe.get("cpu_micro_batch_size", settings["batch_size"]) < settings["batch_size"]:
-        settings["micro_batch_size"] = recipe["cpu_micro_batch_size"]
+    micro = recipe.get("cpu_micro_batch_size") if device == "cpu" else None
+    if micro and micro < settings["batch_size"]:
+        settings["micro_batch_size"] = micro
     settings["learning_rate"] = recipe["lr_per_image"] * settings["batch_size"]
     return settings
 

@@ -35,7 +35,7 @@ from mlestar.workflow.cache import CacheHit, find_hit, materialize
 from mlestar.workflow.gates import GateOutcome, check_gate, gates_for_stage
 from mlestar.workflow.remedies import choose_remedy, diagnose
 from mlestar.workflow.stage import (
-    Stage, StageContext, StageResult, create_stage, list_stages, resolve_ref, select_config,
+    DATASET_REF, Stage, StageContext, StageResult, create_stage, list_stages, resolve_ref, select_config,
 )
 from mlestar.workflow.guard import confined
 # re-exported: readers import these names from here too (see layout.py's docstring)
@@ -87,7 +87,6 @@ def preflight(loaded: LoadedConfig) -> None:
 
 
 DATA_LOCATIONS = ("path", "cache_dir")  # where the data and its decoded cache live, not what they hold
-DATASET_RECORD = "situation_analysis/dataset.json"  # stage 1's record of the data; it holds the content hash
 
 
 def without_locations(config: dict[str, Any]) -> dict[str, Any]:
@@ -355,7 +354,7 @@ class Runner:
             from mlestar.tracking.wheel import package_digest
 
             parts["package"] = package_digest()
-        if stage.uses_data_fingerprint or DATASET_RECORD in stage.inputs:  # keyed on the content already
+        if stage.uses_data_fingerprint or DATASET_REF in stage.inputs:  # keyed on the content already
             parts["config"] = without_locations(parts["config"])
         if log.isEnabledFor(logging.DEBUG):
             log.debug("[%s] key parts: code %s, config %s, inputs %s%s", stage_folder(stage.name),

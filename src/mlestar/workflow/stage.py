@@ -183,6 +183,11 @@ def config_fingerprint(config: MlestarConfig, paths: tuple[str, ...]) -> str:
     return sha256_json(select_config(config, paths))
 
 
+# Stage 1's record of the data, in both domains; it holds the data's content fingerprint, so a stage
+# reading it is keyed on the content (the runner leaves data locations out of such a stage's key).
+DATASET_REF = "situation_analysis/dataset.json"
+
+
 # registry ------------------------------------------------------------------
 _STAGES: dict[tuple[str, str], type[Stage]] = {}
 DOMAINS: tuple[str, ...] = ("images", "tables")

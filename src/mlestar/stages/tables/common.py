@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from mlestar.domains.tables.dataset import TableDataset, differing_splits
 from mlestar.errors import StageError
-from mlestar.workflow.stage import StageContext
-
-DATASET_REF = "situation_analysis/dataset.json"
+from mlestar.workflow.stage import DATASET_REF, StageContext
 
 
 def checked_dataset(ctx: StageContext) -> TableDataset:
