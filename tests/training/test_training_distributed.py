@@ -22,3 +22,44 @@ def test_two_process_ddp_training_in_stage_4(tmp_path: Path) -> None:
     decisions = [r["data"] for r in read_records(run_dir / "audit.jsonl") if r["event"] == "decision"]
     assert {"what": "distributed", "choice": 2}.items() <= next(d for d in decisions if d["what"] == "distributed").items()
     assert (out / "checkpoints" / "last.pt").exists()
+
+
+def test_micro_batches_all_reduce_once_per_step_under_ddp(tmp_path: Path) -> None:
+    """With gradient accumulation, DDP syncs on the step's last part only, and the weights match one process."""
+    from dataclasses import replace
+
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mlestar.training import TrainSpec
+    from mlestar.training.loop import Shard, Trainer
+
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 1, 4, 4), torch.randint(0, 3, (96,))
+    spec = TrainSpec(epochs=1, batch_size=48, learning_rate=0.1, momentum=0.9, seed=3, micro_batch_size=16)
+    syncs: list[int] = []
+
+    def counting_hook(state: object, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+        syncs.append(bucket.index())
+        return dist.all_reduce(bucket.buffer(), async_op=True).get_future().then(lambda f: f.value()[0])
+
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
+        ddp = DistributedDataParallel(module)
+        ddp.register_comm_hook(None, counting_hook)
+        return ddp
+
+    def net() -> torch.nn.Module:
+        torch.manual_seed(1)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        shared = net()
+        Trainer(shared, (x, y), spec, Shard(rank=0, world=1, wrap=wrap)).train_epoch(1)
+    finally:
+        dist.destroy_process_group()
+    alone = net()
+    Trainer(alone, (x, y), replace(spec)).train_epoch(1)
+    assert len(syncs) == 2  # 2 steps of 3 parts each, one bucket: one all-reduce per step, not per part
+    torch.testing.assert_close(shared[1].weight, alone[1].weight)

@@ -8,6 +8,7 @@ that never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -183,6 +184,15 @@ class Trainer:
         xb = augment(xb, kind, self.generator, spec.translate_pad)
         return xb.contiguous(memory_format=torch.channels_last) if spec.channels_last else xb
 
+    def accumulating(self, last: bool) -> contextlib.AbstractContextManager[Any]:
+        """Context for one micro-batch's forward and backward: DDP's ``no_sync`` unless it is the step's last.
+
+        Gradients of the earlier parts then accumulate locally, and the last part's
+        backward all-reduces the sum once per optimizer step instead of once per part.
+        """
+        no_sync = getattr(self.forward, "no_sync", None)
+        return contextlib.nullcontext() if last or no_sync is None else no_sync()
+
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass; returns (mean loss, accuracy) on the augmented training batches.
 
@@ -202,13 +212,15 @@ class Trainer:
             idx = idx[self.shard.rank::self.shard.world]  # data parallel: each rank its share of the batch
             xb, yb = self.batch(idx, epoch), self.y[idx]
             self.opt.zero_grad(set_to_none=True)
-            for part in micro_batches(len(idx), self.spec.micro_batch_size):
+            parts = micro_batches(len(idx), self.spec.micro_batch_size)
+            for i, part in enumerate(parts):
                 part_y = yb[part]
-                with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                    logits = self.forward(xb[part])
-                    loss = self.loss_fn(logits.float(), part_y)
-                # Each part's mean loss weighted by its share: the gradients sum to the whole batch's mean.
-                self.scaler.scale(loss * (len(part_y) / len(idx))).backward()
+                with self.accumulating(last=i == len(parts) - 1):
+                    with torch.autocast(self.x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                        logits = self.forward(xb[part])
+                        loss = self.loss_fn(logits.float(), part_y)
+                    # Each part's mean loss weighted by its share: the gradients sum to the whole batch's mean.
+                    self.scaler.scale(loss * (len(part_y) / len(idx))).backward()
                 total_loss += loss.detach() * len(part_y)
                 correct += (logits.detach().argmax(1) == part_y).sum()
             self.scaler.step(self.opt)
