@@ -41,8 +41,12 @@ def test_loop_probe_runs_the_recipe_loop_and_leaves_the_model_usable() -> None:
     plan = sample_plan(**airbench_settings(32, device="cpu"), model="airbench_xs", recipe="airbench",
                        width=model_info("airbench_xs").default_width, image_size=16, in_channels=3)
     model = build_model(plan)
+    bias, weights = model.whiten.bias.detach().clone(), [p.detach().clone() for p in model.parameters()]
     probe = loop_throughput(model, (3, 16, 16), 10, spec_from_plan(plan), device=torch.device("cpu"),
                             min_seconds=0.2)
+    # Timed in the regime most epochs train in: the stem's bias is spent (no gradient), everything else trains.
+    assert torch.equal(model.whiten.bias, bias) and model.whiten.bias.requires_grad
+    assert sum(not torch.equal(a, b) for a, b in zip(model.parameters(), weights)) >= 2
     assert math.isfinite(probe["images_per_second"]) and probe["images_per_second"] > 0
     assert probe["steps"] >= 3 * LOOP_STEPS and probe["steps"] % LOOP_STEPS == 0  # warm-up + at least 2 passes
     assert probe["batch_size"] == 32 and probe["method"].startswith("fit's epoch loop")

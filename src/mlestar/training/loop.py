@@ -145,13 +145,18 @@ class Trainer:
         self.history, self.best_acc, self.best_epoch = ckpt["history"], ckpt["best_acc"], ckpt["best_epoch"]
         self.best_state, self.train_time = ckpt["best_state"], ckpt["train_time"]
 
+    @property
+    def spent_from(self) -> int:
+        """The step from which :meth:`spent_params` are spent (the stem bias's epochs are over)."""
+        return self.spec.whiten_bias_epochs * self.steps_per_epoch
+
     def spent_params(self) -> list[nn.Parameter]:
         """Parameters whose learning rate is zero for every step from here on: the stem's bias after its epochs.
 
         Empty under data parallelism: DDP expects the same parameters to take gradients every step.
         """
         group = next((g for g in self.opt.param_groups if g.get("name") == "whiten_bias"), None)
-        spent = self.step_count >= self.spec.whiten_bias_epochs * self.steps_per_epoch
+        spent = self.step_count >= self.spent_from
         return list(group["params"]) if group and spent and self.shard.world == 1 else []
 
     def freeze_spent_params(self) -> None:

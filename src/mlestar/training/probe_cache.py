@@ -59,7 +59,9 @@ from mlestar.config.units import parse_duration
 from mlestar.errors import ConfigError
 from mlestar.utils.io import atomic_write_json, read_json, sha256_json, user_cache_dir
 
-PROBE_CACHE_FORMAT = 1  # bump when what a probe measures changes (training/probe.py's method or constants)
+# Bump when what a probe measures changes (training/probe.py's method or constants).
+# 2: the loop probe times the regime after the stem bias's epochs.
+PROBE_CACHE_FORMAT = 2
 MAX_AGE_S = 7 * 86_400.0
 NO_CACHE_ENV = "MLESTAR_NO_PROBE_CACHE"
 MAX_AGE_ENV = "MLESTAR_PROBE_CACHE_MAX_AGE"
