@@ -37,7 +37,7 @@ def test_every_example_validates(validator: jsonschema.Draft202012Validator, pat
 def test_fields_carry_their_descriptions_and_units_accept_strings() -> None:
     schema = config_json_schema()
     training_time = schema["$defs"]["ConstraintsConfig"]["properties"]["max_training_time"]
-    assert training_time["description"] == "wall time for stage 4, e.g. '4h'"
+    assert training_time["description"].startswith("training time of stage 4, e.g. '4h'")
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
 
 

@@ -174,7 +174,9 @@ def _in_metric_unit(metric: str, raw: Any, info: ValidationInfo, *, where: str =
 class ConstraintsConfig(Section):
     """Hard limits; the planner fits the plan inside them and gates can enforce them."""
 
-    max_training_time: Seconds | None = Field(None, description="wall time for stage 4, e.g. '4h'")
+    max_training_time: Seconds | None = Field(
+        None, description="training time of stage 4, e.g. '4h': stage 3 plans the epochs that fit; a run "
+                          "that falls behind re-times its schedule to end after the epoch that crosses it")
     max_model_size: Bytes | None = Field(None, description="fp32 weights on disk, e.g. '50MB'")
     max_inference_latency: LatencySeconds | None = Field(None, description="batch-1 p95, e.g. '50ms'")
     max_peak_memory: Bytes | None = Field(None, description="peak resident memory, e.g. '4GB'")

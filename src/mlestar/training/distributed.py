@@ -76,13 +76,13 @@ def train_ddp(plan: Any, *, data: dict[str, Any], seed: int, preprocessing: dict
                      out["stopped_early"], world=int(out["world"]))
 
 
-def _agree(stop: bool) -> bool:
-    """True on every rank when any rank wants to stop (their clocks differ slightly)."""
+def _least(n: int) -> int:
+    """The smallest ``n`` of all ranks: the earliest last epoch any of them foresees (their clocks differ slightly)."""
     import torch.distributed as dist
 
-    flag = torch.tensor([int(stop)])
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+    value = torch.tensor([n])
+    dist.all_reduce(value, op=dist.ReduceOp.MIN)
+    return int(value.item())
 
 
 def _wrap(device: torch.device) -> Callable[[torch.nn.Module], torch.nn.Module]:
@@ -120,7 +120,7 @@ def worker(job_path: Path) -> None:
     job = read_json(job_path)
     dataset, prep = _load_data(job)
     plan = TrainingPlan.from_json(job["plan"], source=f"the plan in {job_path}")
-    shard = Shard(rank=rank, world=world, wrap=_wrap(device), agree=_agree)
+    shard = Shard(rank=rank, world=world, wrap=_wrap(device), least=_least)
     result = fit(build_model(plan).to(device), split_to_tensors(dataset.train, prep, device),
                  split_to_tensors(dataset.val, prep, device), spec_from_plan(plan, max_seconds=job["max_seconds"]),
                  out_dir=Path(job["out_dir"]), resume=job["resume"], shard=shard,

@@ -26,6 +26,7 @@ from mlestar.data.preprocess import normalize_pixels, to_unit
 from mlestar.errors import TrainingError
 from mlestar.training.augment import augment
 from mlestar.training.checkpoint import load_torch, save_torch
+from mlestar.training.horizon import Horizon, epochs_within
 from mlestar.training.optim import Lookahead, make_optimizer, make_scheduler
 from mlestar.training.precision import autocast_dtype
 from mlestar.training.spec import TrainSpec
@@ -102,11 +103,12 @@ class Trainer:
         self.x, self.y = train
         self.steps_per_epoch = math.ceil(len(self.x) / spec.batch_size)
         self.total_steps = spec.epochs * self.steps_per_epoch
+        self.horizon = Horizon(self.total_steps)  # the identity unless the time budget re-times the schedule
         self.opt = make_optimizer(model, spec)
         # fp16 has a narrow exponent: scale the loss so small gradients do not flush to zero (GPU only;
         # on CPUs fp16 is mapped to bf16, which needs no scaling).
         self.scaler = torch.amp.GradScaler("cuda", enabled=spec.precision == "fp16" and self.x.is_cuda)
-        self.sched = make_scheduler(self.opt, spec, self.steps_per_epoch)
+        self.sched = make_scheduler(self.opt, spec, self.steps_per_epoch, clock=self.horizon.nominal)
         self.generator = torch.Generator().manual_seed(spec.seed)
         # Alternating flip: each image gets a random base choice once; epoch parity inverts it.
         self.flip_base = (torch.rand(len(self.x), generator=self.generator) < 0.5).to(self.x.device)
@@ -124,6 +126,7 @@ class Trainer:
                 "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
                 "flip_base": self.flip_base, "step": self.step_count,
                 "lookahead": self.lookahead.state_dict() if self.lookahead else None,
+                "horizon": self.horizon.state_dict(),
                 "scaler": self.scaler.state_dict(),
                 "history": self.history, "best_acc": self.best_acc, "best_epoch": self.best_epoch,
                 "best_state": self.best_state, "train_time": self.train_time, "spec": self.spec.to_dict()}
@@ -142,8 +145,33 @@ class Trainer:
             self.lookahead.load_state_dict(ckpt["lookahead"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("horizon"):
+            self.horizon.load_state_dict(ckpt["horizon"])
         self.history, self.best_acc, self.best_epoch = ckpt["history"], ckpt["best_acc"], ckpt["best_epoch"]
         self.best_state, self.train_time = ckpt["best_state"], ckpt["train_time"]
+
+    @property
+    def end_epoch(self) -> int:
+        """The epoch the run ends after: the plan's last, or an earlier one the time budget re-timed it to."""
+        return math.ceil(self.horizon.end / self.steps_per_epoch)
+
+    def retime(self, max_seconds: float) -> str | None:
+        """Move the schedule's end to the epoch that crosses ``max_seconds`` at the last epoch's pace.
+
+        The pace is the last epoch's, which follows a drifting host; the first
+        epoch, slowed by kernel set-up, re-times only a run already over budget.
+        All ranks take the earliest end any of them foresees. Returns a line for
+        the log when the end moved, else None.
+        """
+        done = len(self.history)
+        last_s = self.history[-1]["time"] - (self.history[-2]["time"] if done > 1 else 0.0)
+        foreseen = min(self.spec.epochs, done + epochs_within(max_seconds, self.train_time, last_s))
+        warming = done < 2 and self.train_time < max_seconds
+        end = self.shard.least(self.end_epoch if warming else foreseen)  # every rank joins the all-reduce
+        if not self.horizon.retime(self.step_count, end * self.steps_per_epoch):
+            return None
+        return (f"at {last_s:.1f}s per epoch the {max_seconds:.0f}s budget holds {end} of {self.spec.epochs} epochs: "
+                f"the schedule now ends after epoch {end}")
 
     @property
     def spent_from(self) -> int:
@@ -233,13 +261,13 @@ class Trainer:
             self.sched.step()
             self.step_count += 1
             if self.lookahead is not None:
-                self.lookahead.step(self.model, self.step_count)
+                self.lookahead.step(self.model, self.step_count, self.horizon.nominal(self.step_count))
             seen += len(idx)
         mean_loss = float(total_loss) / seen
         if not math.isfinite(mean_loss):
             raise TrainingError(f"loss became {mean_loss} in epoch {epoch}",
                                 hint="lower training.learning_rate or use precision: fp32")
-        if self.lookahead is not None and self.step_count == self.total_steps:
+        if self.lookahead is not None and self.step_count == self.horizon.end:
             self.lookahead.finish(self.model)
         return mean_loss, int(correct) / seen
 
@@ -263,14 +291,15 @@ def micro_batches(n: int, micro: int | None) -> list[slice]:
 class Shard:
     """This process's place in data-parallel training (rank 0 of 1 without it).
 
-    ``wrap`` turns the model into what runs forward (DDP); ``agree`` makes all
-    ranks take the same stop decision (an all-reduce); only ``rank`` 0 writes.
+    ``wrap`` turns the model into what runs forward (DDP); ``least`` gives
+    every rank the smallest of their numbers (an all-reduce), so all take the
+    same last epoch; only ``rank`` 0 writes.
     """
 
     rank: int = 0
     world: int = 1
     wrap: Callable[[nn.Module], nn.Module] = lambda model: model
-    agree: Callable[[bool], bool] = lambda stop: stop
+    least: Callable[[int], int] = lambda n: n
 
 
 def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
@@ -303,18 +332,22 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], val: tuple[t
     writer = _tensorboard(out_dir) if tensorboard and out_dir and writes else None
     stopped = None
     try:
-        for epoch in range(resumed_from + 1, spec.epochs + 1):
+        epoch = resumed_from + 1
+        while epoch <= trainer.end_epoch:
             row = _run_epoch(trainer, val, epoch)
             _log_epoch(writer, row, report, spec.epochs)
             progress(epoch, spec.epochs)
+            moved = trainer.retime(spec.max_seconds) if spec.max_seconds is not None else None
+            if moved:
+                report(moved)
             if ckpt_path is not None and writes:
                 save_torch(trainer.state(), ckpt_path)
             if on_epoch is not None:
                 on_epoch(epoch, row)
-            over = spec.max_seconds is not None and trainer.train_time > spec.max_seconds
-            if shard.agree(over) and epoch < spec.epochs:
-                stopped = f"time budget of {spec.max_seconds:.0f}s reached after epoch {epoch}"
-                break
+            epoch += 1
+        if trainer.end_epoch < spec.epochs:
+            stopped = (f"time budget of {spec.max_seconds:.0f}s reached: the schedule was re-timed to end after "
+                       f"epoch {trainer.end_epoch} of {spec.epochs}")
     finally:
         trainer.thaw()
         if writer is not None:

@@ -107,14 +107,19 @@ def schedule_factor(spec: TrainSpec, total_steps: int) -> Callable[[int], float]
     return lambda step: (step + 1) / warm if step < warm else max(0.0, (total - step) / max(1, total - warm))
 
 
-def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int
-                   ) -> torch.optim.lr_scheduler.LambdaLR:
+def make_scheduler(opt: torch.optim.Optimizer, spec: TrainSpec, steps_per_epoch: int,
+                   clock: Callable[[int], float] = lambda step: step) -> torch.optim.lr_scheduler.LambdaLR:
     """One LambdaLR with a factor per group; the whitening bias stops after its epochs.
 
     Under the linear schedule the whitening bias decays linearly to 0 over its own epochs (airbench94_muon);
-    under the others it follows the common schedule and stops.
+    under the others it follows the common schedule and stops. ``clock`` maps each step to the planned
+    schedule's step (:class:`~mlestar.training.horizon.Horizon`; the identity unless a budget re-timed it).
     """
-    factor = schedule_factor(spec, spec.epochs * steps_per_epoch)
+    planned = schedule_factor(spec, spec.epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        return planned(clock(step))  # type: ignore[arg-type]  # the schedules take fractional steps too
+
     stop = spec.whiten_bias_epochs * steps_per_epoch
     whiten = (lambda step: max(0.0, 1 - step / max(stop, 1))) if spec.schedule == "linear" else factor
     lambdas = [(lambda step: whiten(step) * (step < stop)) if g.get("name") == "whiten_bias" else factor
@@ -134,10 +139,12 @@ class Lookahead:
         self.every, self.alpha, self.total = every, alpha, max(total_steps, 1)
         self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
 
-    def step(self, model: nn.Module, step: int) -> None:
+    def step(self, model: nn.Module, step: int, nominal: float | None = None) -> None:
+        """Blend every ``every`` steps; the ramp follows ``nominal`` (the planned schedule's step), else ``step``."""
         if step % self.every:
             return
-        self._blend(model, self.alpha**self.every * (step / self.total) ** 3)
+        self._blend(model, self.alpha**self.every * (min(step if nominal is None else nominal, self.total)
+                                                      / self.total) ** 3)
 
     def finish(self, model: nn.Module) -> None:
         self._blend(model, 1.0)
