@@ -101,3 +101,16 @@ def test_a_retimed_trainer_anneals_to_the_schedule_end_and_checkpoints_its_horiz
     end_factor = schedule_factor(spec, trainer.total_steps)(trainer.total_steps)
     assert lr == pytest.approx(spec.learning_rate * end_factor) and end_factor == pytest.approx(0.05)
     assert trainer.state()["horizon"] == trainer.horizon.state_dict() and trainer.horizon.end == 3 * 3
+
+
+def test_a_run_already_over_budget_ends_now_with_lookahead_s_average() -> None:
+    train, _ = data()
+    # Blends every 5 steps: of the 9 steps, the last 4 leave the net away from the average until finish().
+    trainer = Trainer(net(), train, TrainSpec(**{**SPEC.to_dict(), "lookahead_every": 5}))
+    for epoch in (1, 2, 3):
+        trainer.train_epoch(epoch)
+        trainer.history.append({"time": 10.0 * epoch})
+    trainer.train_time = 30.0
+    assert trainer.retime(25.0) is not None and trainer.end_epoch == 3
+    slow = trainer.lookahead.state_dict()
+    assert all(torch.equal(value, slow[key]) for key, value in trainer.model.state_dict().items())

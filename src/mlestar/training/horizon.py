@@ -51,7 +51,7 @@ class Horizon:
         return min(float(self.planned), n0 + (step - s0) * (n1 - n0) / (s1 - s0))
 
     def retime(self, step: int, end: int) -> bool:
-        """End the schedule at ``end`` (clamped to [``step``, ``planned``]), continuing from ``step``; True if it moved."""
+        """End the schedule at ``end`` (clamped to [``step``, ``planned``]), from ``step`` on; True if it moved."""
         end = max(step, min(end, self.planned))
         if end == self.end:
             return False

@@ -170,6 +170,8 @@ class Trainer:
         end = self.shard.least(self.end_epoch if warming else foreseen)  # every rank joins the all-reduce
         if not self.horizon.retime(self.step_count, end * self.steps_per_epoch):
             return None
+        if self.lookahead is not None and self.horizon.end == self.step_count:
+            self.lookahead.finish(self.model)  # over budget now: this epoch was the last, hand over the average
         return (f"at {last_s:.1f}s per epoch the {max_seconds:.0f}s budget holds {end} of {self.spec.epochs} epochs: "
                 f"the schedule now ends after epoch {end}")
 
