@@ -8,7 +8,9 @@ from mlestar.tracking.audit import read_records
 
 
 def test_two_process_ddp_training_in_stage_4(tmp_path: Path) -> None:
+    # A time budget makes every epoch end with the ranks' all-reduce of their foreseen last epoch.
     state = run_tiny(tmp_path / "runs", training={"processes": 2, "epochs": 3, "num_threads": 1},
+                     constraints={"max_training_time": "1h"},
                      refinement={"enabled": False}, deployment={"formats": ["torchscript"]})
     assert state.status == "passed"
     run_dir = tmp_path / "runs" / state.run_id
@@ -21,6 +23,7 @@ def test_two_process_ddp_training_in_stage_4(tmp_path: Path) -> None:
     assert job["plan"]["processes"] == 2
     decisions = [r["data"] for r in read_records(run_dir / "audit.jsonl") if r["event"] == "decision"]
     assert {"what": "distributed", "choice": 2}.items() <= next(d for d in decisions if d["what"] == "distributed").items()
+    assert not [d for d in decisions if d["what"] == "stop_early"]  # an hour is ample: the plan's 3 epochs ran
     assert (out / "checkpoints" / "last.pt").exists()
 
 
