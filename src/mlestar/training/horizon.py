@@ -32,12 +32,11 @@ class Horizon:
     """
 
     planned: int
-    end: int = -1
+    end: int = field(init=False)
     knots: list[tuple[int, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.end < 0:
-            self.end = self.planned
+        self.end = self.planned
 
     def nominal(self, step: int) -> float:
         """The planned schedule's step that actual ``step`` stands for (``step`` itself until re-timed)."""

@@ -38,7 +38,8 @@ class TrainSpec:
     class_weights: tuple[float, ...] | None = None  # loss weight per class, None: equal
     precision: str = "fp32"         # fp32, bf16, fp16 (autocast)
     seed: int = 0
-    max_seconds: float | None = None  # stop after the epoch that crosses this training time
+    max_seconds: float | None = None  # end after the epoch that crosses this training time, the schedule
+                                      # re-timed to end there (training/horizon.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
