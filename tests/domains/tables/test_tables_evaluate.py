@@ -185,6 +185,28 @@ def test_shap_ranks_the_planted_feature_first_and_writes_the_summary(tmp_path: P
     assert (tmp_path / "shap_dependence.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("classes", [0, 3], ids=["one_output", "three_classes"])
+def test_shap_plots_leave_numpys_global_generator_as_they_found_it(tmp_path: Path, classes: int) -> None:
+    """shap's summary plots draw from (and warn about) NumPy's seeded global generator: seeded code that
+    runs after a plot must draw what it would have drawn without one."""
+    import warnings
+
+    from mlestar.domains.tables.evalplots import plot_shap
+    from mlestar.domains.tables.evaluate import Explanation
+
+    rng = np.random.default_rng(0)
+    shape = (80, 4, classes) if classes else (80, 4)
+    explanation = Explanation("tree", rng.normal(size=shape), rng.normal(size=(80, 4)), ["a", "b", "c", "d"])
+    np.random.seed(7)
+    expected = np.random.rand(3)
+    np.random.seed(7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        plot_shap(explanation, ["a", "b"], [f"k{i}" for i in range(classes)], tmp_path)
+    assert np.array_equal(np.random.rand(3), expected)
+    assert (tmp_path / "shap_summary.png").stat().st_size > 1000
+
+
 def test_shap_of_a_multiclass_model_is_summarised_over_classes() -> None:
     ds, model = fitted({"dataset": "wine"})
     explanation = explain(model, ds.test)

@@ -146,7 +146,7 @@ def plot_error_by_category(breakdown: dict[str, list[dict[str, Any]]], task: str
 
 @contextlib.contextmanager
 def _global_rng_kept() -> Iterator[None]:
-    """shap's beeswarm reseeds NumPy's global generator (and warns about it): restore it afterwards,
+    """shap's plots draw from NumPy's global generator (and warn about it): restore it afterwards,
     so drawing a plot never changes what later seeded code draws."""
     import warnings
 
@@ -166,12 +166,12 @@ def plot_shap(explanation: Explanation, top: list[str], class_names: list[str], 
 
     names = [plain(n) for n in explanation.names]
     fig = plt.figure()
-    if explanation.values.ndim == 3:
-        per_class = [explanation.values[:, :, k] for k in range(explanation.values.shape[2])]
-        shap.summary_plot(per_class, explanation.data, feature_names=names, plot_type="bar", show=False,
-                          class_names=[plain(c, 20) for c in class_names], max_display=20)
-    else:
-        with _global_rng_kept():
+    with _global_rng_kept():
+        if explanation.values.ndim == 3:
+            per_class = [explanation.values[:, :, k] for k in range(explanation.values.shape[2])]
+            shap.summary_plot(per_class, explanation.data, feature_names=names, plot_type="bar", show=False,
+                              class_names=[plain(c, 20) for c in class_names], max_display=20)
+        else:
             shap.summary_plot(explanation.values, explanation.data, feature_names=names, show=False,
                               max_display=20)
     save_plot(plt.gcf() if plt.get_fignums() else fig, out_dir / "shap_summary.png", dpi=_DPI)
@@ -189,8 +189,9 @@ def plot_dependence(explanation: Explanation, top: list[str], class_names: list[
         index = explanation.names.index(feature)
         cls = explanation.class_of(index)
         matrix = explanation.values if cls is None else explanation.values[:, :, cls]
-        shap.dependence_plot(index, matrix, explanation.data, feature_names=[plain(n) for n in explanation.names],
-                             interaction_index=None, ax=ax, show=False)
+        with _global_rng_kept():  # the dependence plot's jitter draws from the global generator
+            shap.dependence_plot(index, matrix, explanation.data, interaction_index=None, ax=ax, show=False,
+                                 feature_names=[plain(n) for n in explanation.names])
         if cls is not None:
             ax.set_title(f"SHAP for class {plain(class_names[cls], 20)}")
     return save_plot(fig, path, dpi=_DPI)
