@@ -187,7 +187,7 @@ def test_shap_ranks_the_planted_feature_first_and_writes_the_summary(tmp_path: P
 
 @pytest.mark.parametrize("classes", [0, 3], ids=["one_output", "three_classes"])
 def test_shap_plots_leave_numpys_global_generator_as_they_found_it(tmp_path: Path, classes: int) -> None:
-    """shap's summary plots draw from (and warn about) NumPy's seeded global generator: seeded code that
+    """shap's summary and dependence plots draw from (and warn about) NumPy's seeded global generator: code that
     runs after a plot must draw what it would have drawn without one."""
     import warnings
 
