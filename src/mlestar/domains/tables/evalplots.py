@@ -146,8 +146,9 @@ def plot_error_by_category(breakdown: dict[str, list[dict[str, Any]]], task: str
 
 @contextlib.contextmanager
 def _global_rng_kept() -> Iterator[None]:
-    """shap's plots draw from NumPy's global generator (and warn about it): restore it afterwards,
-    so drawing a plot never changes what later seeded code draws."""
+    """shap's plots warn about NumPy's seeded global generator, and some draw from it (the beeswarm, the
+    dependence plot's jitter; the multiclass bar plot only warns): restore it afterwards, so drawing a plot
+    never changes what later seeded code draws."""
     import warnings
 
     state = np.random.get_state()
